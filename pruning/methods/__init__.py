@@ -1,0 +1,28 @@
+"""Registered pruning methods (``METHODS``) and how a RunConfig selects one.
+
+Importing this package registers every method: the criterion-based ones (magnitude, random,
+snip, grasp, synflow, taylor; see ``criteria.py`` and ``scheduled.py``) and the papers' methods
+(``aswl``, ``ispasp``, ``ssc``, ``unification``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pruning.registry import Registry, build_config
+
+METHODS: Registry[type] = Registry("method")
+
+
+def method_config(config) -> Any:
+    """The method's own config dataclass, filled from ``config.method_params`` (ValueError if bad)."""
+    return build_config(METHODS.config_class(config.method), dict(config.method_params),
+                        f"method {config.method!r}")
+
+
+def build_method(config):
+    """Instantiate the registered method for a validated RunConfig."""
+    return METHODS.get(config.method)(config, method_config(config))
+
+
+# Registration happens on import; order here is the order users see.
+from pruning.methods import scheduled  # noqa: E402,F401

@@ -1,0 +1,48 @@
+"""What a pruning method is, for the session: a class with a config dataclass and ``run``.
+
+Two shapes of method exist (ARCHITECTURE.md "Interfaces"):
+
+* ``PruningMethod``-style criteria (magnitude, random, SNIP, GraSP, SynFlow, Taylor): a callable
+  ``(model, mask, target, batch) -> Mask`` built from a criterion × scope × granularity, driven by
+  a schedule during training (``ScheduledPruning`` in ``scheduled.py``).
+* Methods that change training itself or the architecture (ASWL, unification, SSC, i-SpaSP): they
+  override ``run`` and use ``training.fit`` with their own ``TrainHooks``.
+
+Every method is registered in ``METHODS`` with its own frozen config dataclass (possibly empty)
+and receives the validated instance as ``method_config``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from pruning.config import RunConfig
+from pruning.masks import Mask
+
+
+@dataclass
+class MethodResult:
+    """What ``run`` hands back: the final model (maybe transformed), its mask, extra summary."""
+    model: nn.Module
+    mask: Mask | None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """Base class of registered methods."""
+
+    #: user-facing one-paragraph description (paper, rule, any interpretation)
+    description: str = ""
+    #: True when the method removes channels physically (parameters/FLOPs really drop)
+    changes_architecture: bool = False
+
+    def __init__(self, config: RunConfig, method_config: Any):
+        self.config = config
+        self.method_config = method_config
+
+    @abstractmethod
+    def run(self, model: nn.Module, ctx) -> MethodResult:
+        """Train/prune ``model`` under ``ctx`` (a pruning.training.RunContext)."""

@@ -1,0 +1,117 @@
+"""Schedule-driven pruning with a criterion × scope × granularity (METHODS.md §1–§2).
+
+During training the schedule gives a target sparsity at each step's progress; every
+``prune_every`` optimizer steps the pruner recomputes the mask to exactly that target (monotone:
+pruned weights stay pruned), and after every step the mask is re-applied so that optimizer
+momentum cannot revive pruned weights. Criteria that need gradients or many passes (SNIP, GraSP,
+SynFlow, Taylor) re-score only when the target has grown by at least a quarter of a percent,
+which keeps a one-cycle run affordable without changing where it ends.
+
+Magnitude pruning: Han et al. 2015; SNIP: Lee et al. 2019 (arXiv 1810.02340); GraSP: Wang et al.
+2020 (arXiv 2002.07376); SynFlow: Tanaka et al. 2020 (arXiv 2006.05467); Taylor: first-order
+|w ⊙ g| (Molchanov et al. 2017/2019).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pruning.masks import Mask
+from pruning.methods import METHODS
+from pruning.methods.base import Method, MethodResult
+from pruning.methods.criteria import CRITERIA, Pruner
+from pruning.schedules import schedule_from_config
+from pruning.training import TrainHooks, fit
+
+# Re-score at most once per this much target growth for criteria that are costly to evaluate.
+EXPENSIVE_RESCORE_STEP = 0.0025
+
+
+class ScheduledHooks(TrainHooks):
+    """Keeps a Mask that follows ``schedule`` during ``fit``."""
+
+    def __init__(self, pruner: Pruner, schedule, prune_every: int, first_batch):
+        self.pruner = pruner
+        self.schedule = schedule
+        self.prune_every = prune_every
+        self.first_batch = first_batch
+        self.current: Mask | None = None
+        self.device_masks: dict[str, torch.Tensor] = {}
+        self.params: dict[str, nn.Parameter] = {}
+        self.target = 0.0
+        self.pruned_target = -1.0
+
+    def on_train_start(self, model, total_steps):
+        self.params = dict(model.named_parameters())
+        self.current = self.pruner.initial_mask(model)
+        self._prune_to(model, self.schedule(0.0), self.first_batch)
+
+    def _prune_to(self, model, target: float, batch) -> None:
+        self.target = target
+        if target <= 0.0 and self.pruned_target < 0:
+            self._cache(model)
+            return
+        grown = target - max(self.pruned_target, 0.0)
+        if self.pruner.expensive and 0 <= self.pruned_target and grown < EXPENSIVE_RESCORE_STEP \
+                and target < self.schedule.final:
+            return
+        if target != self.pruned_target:
+            self.current = self.pruner(model, self.current, target, batch)
+            self.pruned_target = target
+            self._cache(model)
+        self._apply()
+
+    def _cache(self, model) -> None:
+        device = next(model.parameters()).device
+        self.device_masks = {name: m.to(device=device, dtype=self.params[name].dtype)
+                             for name, m in self.current.items()}
+
+    @torch.no_grad()
+    def _apply(self) -> None:
+        for name, keep in self.device_masks.items():
+            self.params[name].mul_(keep)
+
+    def after_step(self, model, step, progress, batch):
+        if step % self.prune_every == 0 or progress >= 1.0:
+            self._prune_to(model, self.schedule(progress), batch)
+        self._apply()
+
+    def mask(self):
+        return self.current
+
+    def target_sparsity(self):
+        return self.target
+
+
+class ScheduledPruning(Method):
+    """Base of the criterion methods; ``criterion`` names an entry of CRITERIA."""
+    criterion = "magnitude"
+
+    def build_pruner(self) -> Pruner:
+        c = self.config
+        return Pruner(criterion=self.criterion, criterion_config=self.method_config,
+                      scope=c.scope, granularity=c.granularity, nm=(c.nm_n, c.nm_m),
+                      include_first_last=c.prune_first_last, seed=c.seed)
+
+    def run(self, model, ctx) -> MethodResult:
+        ctx.total_epochs = ctx.config.epochs
+        first_batch = next(ctx.data.batches("train", ctx.config.batch_size, shuffle=True,
+                                            generator=ctx.generator(salt=-1)))
+        first_batch = tuple(t.to(ctx.device) for t in first_batch)
+        hooks = ScheduledHooks(self.build_pruner(), schedule_from_config(ctx.config),
+                               ctx.config.prune_every, first_batch)
+        model.to(ctx.device)
+        fit(model, ctx, epochs=ctx.config.epochs, hooks=hooks, phase="train")
+        return MethodResult(model, hooks.mask(), {})
+
+
+def _register_criterion_methods() -> None:
+    for name in CRITERIA.names():
+        entry = CRITERIA.entry(name)
+        cls = type(f"{name.title()}Pruning", (ScheduledPruning,),
+                   {"criterion": name, "description": entry.description,
+                    "__doc__": entry.description})
+        METHODS.register(name, config=entry.config, description=entry.description)(cls)
+
+
+_register_criterion_methods()

@@ -1,0 +1,321 @@
+"""RunStore: every run's config, status, per-epoch history, traces and files, in SQLite.
+
+Layout under PRUNING_HOME (default ``~/.pruning``)::
+
+    runs.db                    runs, epochs, traces, snapshots (SQLite, WAL mode)
+    runs/<run id>/masks/<step>.npz   packed-bit mask snapshots (Mask.to_bytes)
+    runs/<run id>/model.pt     final weights: a state_dict, or the whole module when the method
+                               changed the architecture (our own files only; uploaded weights are
+                               never loaded this way)
+
+WAL mode plus a busy timeout lets two processes (two browser tabs, a sweep and the app) write at
+once. Every method opens its own short-lived connection, so one store object can be shared by
+threads of the Streamlit server without sharing a connection.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from pruning.config import ConfigError, RunConfig
+from pruning.masks import Mask
+
+STATUSES = ("running", "done", "failed", "stopped")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,
+    name TEXT,
+    config TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}',
+    environment TEXT NOT NULL DEFAULT '{}',
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS epochs_run ON epochs(run_id, epoch);
+CREATE TABLE IF NOT EXISTS traces (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_run ON traces(run_id, kind, step);
+CREATE TABLE IF NOT EXISTS snapshots (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    epoch REAL NOT NULL,
+    sparsity REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+"""
+
+
+class UnknownRunError(ConfigError):
+    """No run with that id (or the prefix is ambiguous)."""
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("PRUNING_HOME") or Path.home() / ".pruning").expanduser()
+
+
+@dataclass
+class Run:
+    id: str
+    config: RunConfig
+    status: str
+    created: float
+    finished: float | None = None
+    name: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def label(self) -> str:
+        c = self.config
+        return self.name or f"{c.model}·{c.method}·{c.schedule}·{c.sparsity:g}·s{c.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "label": self.label(), "status": self.status,
+                "created": self.created, "finished": self.finished, "error": self.error,
+                "config": self.config.to_dict(), "summary": self.summary,
+                "environment": self.environment}
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _dumps(value: Any) -> str:
+    # NaN/inf are not JSON; store them as null so every reader can parse the row.
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(value), default=_json_default)
+
+
+class RunStore:
+    """SQLite-backed run history plus files beside it."""
+
+    def __init__(self, home: Path | str | None = None):
+        # Nothing is created until the first write, so refused input leaves no trace on disk.
+        self.home = Path(home) if home is not None else home_dir()
+        self.db_path = self.home / "runs.db"
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        if not self.db_path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA foreign_keys=ON")
+            yield db
+        finally:
+            db.close()
+
+    def _write(self, sql: str, params: tuple = ()) -> None:
+        # Retry on the rare 'database is locked' that busy_timeout does not cover (WAL upgrade).
+        for attempt in range(20):
+            try:
+                with self._connect() as db:
+                    db.execute(sql, params)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 19:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    # ---- runs -------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        return self.home / "runs" / run_id
+
+    def create_run(self, config: RunConfig, environment: dict[str, Any] | None = None,
+                   name: str | None = None) -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self._write("INSERT INTO runs (id, created, status, name, config, environment) "
+                    "VALUES (?, ?, 'running', ?, ?, ?)",
+                    (run_id, time.time(), name, config.to_json(), _dumps(environment or {})))
+        self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None,
+                   error: str | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        self._write("UPDATE runs SET status = ?, finished = ?, summary = ?, error = ? WHERE id = ?",
+                    (status, time.time(), _dumps(summary or {}), error, run_id))
+
+    def update_summary(self, run_id: str, **values: Any) -> None:
+        run = self.get_run(run_id)
+        summary = dict(run.summary, **values)
+        self._write("UPDATE runs SET summary = ? WHERE id = ?", (_dumps(summary), run_id))
+
+    def rename_run(self, run_id: str, name: str | None) -> None:
+        self._write("UPDATE runs SET name = ? WHERE id = ?", (name, run_id))
+
+    def _row_to_run(self, row: tuple) -> Run:
+        run_id, created, finished, status, name, config, summary, environment, error = row
+        return Run(id=run_id, config=RunConfig.from_dict(json.loads(config)), status=status,
+                   created=created, finished=finished, name=name, summary=json.loads(summary),
+                   environment=json.loads(environment), error=error)
+
+    _RUN_COLUMNS = "id, created, finished, status, name, config, summary, environment, error"
+
+    def resolve(self, run_id: str) -> str:
+        """A full id from an id or a unique prefix; UnknownRunError otherwise."""
+        if not self.db_path.exists():
+            raise UnknownRunError(
+                f"no run {run_id!r}: the store {self.home} is empty; start one with "
+                f"`python -m pruning run`")
+        with self._connect() as db:
+            rows = db.execute("SELECT id FROM runs WHERE id = ? OR id LIKE ? ORDER BY created",
+                              (run_id, run_id.replace("%", "") + "%")).fetchall()
+        ids = [r[0] for r in rows]
+        if run_id in ids:
+            return run_id
+        if len(ids) == 1:
+            return ids[0]
+        if not ids:
+            raise UnknownRunError(
+                f"no run {run_id!r} in {self.home}; see `python -m pruning list` for the ids")
+        raise UnknownRunError(f"run id {run_id!r} is ambiguous ({len(ids)} runs); give more characters")
+
+    def get_run(self, run_id: str) -> Run:
+        run_id = self.resolve(run_id)
+        with self._connect() as db:
+            row = db.execute(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return self._row_to_run(row)
+
+    def list_runs(self, status: str | None = None, limit: int | None = None) -> list[Run]:
+        if not self.db_path.exists():
+            return []
+        sql = f"SELECT {self._RUN_COLUMNS} FROM runs"
+        params: tuple = ()
+        if status:
+            sql += " WHERE status = ?"
+            params = (status,)
+        sql += " ORDER BY created DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with self._connect() as db:
+            rows = db.execute(sql, params).fetchall()
+        return [self._row_to_run(r) for r in rows]
+
+    def delete_run(self, run_id: str) -> None:
+        run_id = self.resolve(run_id)
+        with self._connect() as db:
+            for table in ("epochs", "traces", "snapshots"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    # ---- history ----------------------------------------------------------------------------
+    def add_epoch(self, run_id: str, row: dict[str, Any]) -> None:
+        self._write("INSERT INTO epochs (run_id, epoch, data) VALUES (?, ?, ?)",
+                    (run_id, int(row.get("epoch", 0)), _dumps(row)))
+
+    def epochs(self, run_id: str) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute("SELECT data FROM epochs WHERE run_id = ? ORDER BY epoch, rowid",
+                              (run_id,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def add_trace(self, run_id: str, kind: str, step: int, payload: dict[str, Any]) -> None:
+        self._write("INSERT INTO traces (run_id, kind, step, data) VALUES (?, ?, ?, ?)",
+                    (run_id, kind, int(step), _dumps(payload)))
+
+    def traces(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """Rows of ``{"kind", "step", **payload}`` in insertion order."""
+        sql = "SELECT kind, step, data FROM traces WHERE run_id = ?"
+        params: tuple = (run_id,)
+        if kind:
+            sql += " AND kind = ?"
+            params += (kind,)
+        with self._connect() as db:
+            rows = db.execute(sql + " ORDER BY rowid", params).fetchall()
+        return [{"kind": k, "step": s, **json.loads(d)} for k, s, d in rows]
+
+    def trace_kinds(self, run_id: str) -> list[str]:
+        with self._connect() as db:
+            rows = db.execute("SELECT DISTINCT kind FROM traces WHERE run_id = ?", (run_id,)).fetchall()
+        return [r[0] for r in rows]
+
+    # ---- files ------------------------------------------------------------------------------
+    def add_snapshot(self, run_id: str, step: int, epoch: float, mask: Mask) -> None:
+        folder = self.run_dir(run_id) / "masks"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{int(step):08d}.npz").write_bytes(mask.to_bytes())
+        self._write("INSERT OR REPLACE INTO snapshots (run_id, step, epoch, sparsity) "
+                    "VALUES (?, ?, ?, ?)", (run_id, int(step), float(epoch), mask.sparsity()))
+
+    def snapshots(self, run_id: str) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute("SELECT step, epoch, sparsity FROM snapshots WHERE run_id = ? "
+                              "ORDER BY step", (run_id,)).fetchall()
+        return [{"step": s, "epoch": e, "sparsity": sp} for s, e, sp in rows]
+
+    def load_snapshot(self, run_id: str, step: int) -> Mask:
+        return Mask.from_bytes((self.run_dir(run_id) / "masks" / f"{int(step):08d}.npz").read_bytes())
+
+    def model_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "model.pt"
+
+    def save_model(self, run_id: str, model, whole_module: bool) -> Path:
+        """Save final weights; ``whole_module`` for methods that changed the architecture."""
+        import torch
+
+        path = self.model_path(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model = model.to("cpu")
+        if whole_module:
+            torch.save({"format": "module", "module": model}, path)
+        else:
+            torch.save({"format": "state_dict",
+                        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
+                       path)
+        return path
+
+    def load_model(self, run_id: str):
+        """Rebuild the run's final model on CPU (our own file: the store wrote it)."""
+        import torch
+
+        from pruning import data, models
+
+        run = self.get_run(run_id)
+        path = self.model_path(run.id)
+        if not path.exists():
+            raise UnknownRunError(f"run {run.id} has no saved model (status {run.status})")
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        if blob["format"] == "module":
+            return blob["module"].eval()
+        channels, size, classes = data.dataset_shape(run.config)
+        model = models.build_model(run.config, channels, classes, size)
+        model.load_state_dict(blob["state_dict"])
+        return model.eval()

@@ -1,0 +1,250 @@
+"""Training loop shared by every method: ``fit(model, ctx, epochs=..., hooks=...)``.
+
+Methods customise training through ``TrainHooks`` instead of writing their own loops: the
+schedule-driven pruners re-prune after optimizer steps, ASWL adds its regulariser and steps its
+attention optimizer, ADMM unification adds its penalty and updates Z and U. ``fit`` owns what
+every run needs: seeded batching, the optimizer and LR schedule, per-epoch evaluation, live
+events, mask snapshots spread over the run, and a clean stop (``RunStopped``) between steps.
+
+The hot loop avoids work that does not change results: evaluation runs once per epoch, events
+are emitted a few times per epoch, and mask statistics are taken from the hooks' current Mask
+only when recorded.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pruning.config import RunConfig
+from pruning.masks import Mask
+
+
+class RunStopped(Exception):
+    """Raised inside ``fit`` when the caller's ``should_stop()`` turns true (a clean stop)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a caller's ``on_event`` receives: phase, step (of total) and a metrics dict."""
+    phase: str
+    step: int
+    total: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class Recorder(Protocol):
+    """Where a run's history goes (the store, or memory in tests)."""
+
+    def epoch(self, row: dict[str, Any]) -> None: ...
+    def trace(self, kind: str, step: int, payload: dict[str, Any]) -> None: ...
+    def snapshot(self, step: int, epoch: float, mask: Mask) -> None: ...
+
+
+class MemoryRecorder:
+    """Keeps everything in lists; used by tests and by benchmarks that need no store."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, Any]] = []
+        self.traces: list[tuple[str, int, dict[str, Any]]] = []
+        self.snapshots: list[tuple[int, float, Mask]] = []
+
+    def epoch(self, row):
+        self.epochs.append(row)
+
+    def trace(self, kind, step, payload):
+        self.traces.append((kind, step, payload))
+
+    def snapshot(self, step, epoch, mask):
+        self.snapshots.append((step, epoch, mask))
+
+
+@dataclass
+class RunContext:
+    """Everything a method needs to train: config, its own settings, data, device, callbacks."""
+    config: RunConfig
+    method_config: Any
+    data: Any  # pruning.data.DataBundle
+    device: torch.device
+    recorder: Recorder
+    on_event: Callable[[Event], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    # Running totals across the phases of one run (pretrain, prune, fine-tune ...)
+    epochs_done: int = 0
+    steps_done: int = 0
+    total_epochs: int = 0  # planned epochs over all phases, for progress; set by the method
+    snapshot_steps: set[int] = field(default_factory=set)
+
+    def emit(self, phase: str, step: int, total: int, **metrics: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(Event(phase, step, total, metrics))
+
+    def check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise RunStopped()
+
+    def generator(self, salt: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.config.seed * 1000003 + salt)
+
+
+class TrainHooks:
+    """Override what a method changes; the defaults train a dense model."""
+
+    def parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """Parameters for the main optimizer (ASWL keeps its attentions out of it)."""
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def on_train_start(self, model: nn.Module, total_steps: int) -> None:
+        """Called once before the first step of this ``fit``."""
+
+    def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+        """Add a regulariser to the task loss (ASWL, ADMM)."""
+        return loss
+
+    def after_step(self, model: nn.Module, step: int, progress: float,
+                   batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """After optimizer.step(); ``progress`` in [0, 1] over this fit; re-prune here."""
+
+    def mask(self) -> Mask | None:
+        """The current mask, for sparsity statistics and snapshots (None: no pruning)."""
+        return None
+
+    def target_sparsity(self) -> float | None:
+        return None
+
+    def epoch_metrics(self, model: nn.Module) -> dict[str, Any]:
+        """Extra per-epoch values to record (e.g. ASWL attentions)."""
+        return {}
+
+
+@dataclass
+class FitResult:
+    steps: int
+    epochs: int
+    last: dict[str, Any]
+
+
+def make_optimizer(params, config: RunConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    lr = config.lr if lr is None else lr
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+    return torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay)
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """Multiplier of the base LR at ``progress`` in [0, 1] of a fit."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    if schedule == "step":
+        return 0.1 ** int(progress >= 0.5) * 0.1 ** int(progress >= 0.75)
+    return 1.0
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, device: torch.device, split: str = "test",
+             batch_size: int = 512) -> tuple[float, float]:
+    """(mean cross-entropy loss, accuracy in [0, 1]) on a split, model in eval mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for x, y in data.batches(split, batch_size, shuffle=False):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)  # (B, classes)
+        total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        count += y.numel()
+    model.train(was_training)
+    return total_loss / max(count, 1), correct / max(count, 1)
+
+
+def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | None = None,
+        phase: str = "train", lr: float | None = None) -> FitResult:
+    """Train ``model`` for ``epochs`` epochs with ``hooks``; records each epoch in ctx.recorder.
+
+    Raises RunStopped (after recording what it had) when ctx.should_stop() becomes true.
+    """
+    hooks = hooks or TrainHooks()
+    config, data, device = ctx.config, ctx.data, ctx.device
+    model.to(device).train()
+    optimizer = make_optimizer(hooks.parameters(model), config, lr)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    steps_per_epoch = data.steps_per_epoch("train", config.batch_size)
+    total_steps = max(1, epochs * steps_per_epoch)
+    hooks.on_train_start(model, total_steps)
+    events_every = max(1, steps_per_epoch // 4)
+    generator = ctx.generator(salt=ctx.epochs_done)
+    last: dict[str, Any] = {}
+    step = 0
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct_sum = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for x, y in data.batches("train", config.batch_size, shuffle=True, generator=generator):
+            ctx.check_stop()
+            progress = step / total_steps
+            factor = lr_factor(config.lr_schedule, progress)
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * factor
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits = model(x)  # (B, classes)
+            task_loss = F.cross_entropy(logits, y)
+            loss = hooks.loss(model, task_loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            ctx.steps_done += 1
+            hooks.after_step(model, step, step / total_steps, (x, y))
+            # Accumulate on the device; one sync per epoch instead of one per step.
+            loss_sum += task_loss.detach() * y.numel()
+            correct_sum += (logits.detach().argmax(1) == y).sum()
+            seen += y.numel()
+            if ctx.steps_done in ctx.snapshot_steps:
+                mask = hooks.mask()
+                if mask is not None:
+                    ctx.recorder.snapshot(ctx.steps_done, ctx.epochs_done + step / steps_per_epoch
+                                          - epoch, mask)
+            if step % events_every == 0:
+                target = hooks.target_sparsity()
+                ctx.emit(phase, ctx.epochs_done * steps_per_epoch + (step - epoch * steps_per_epoch),
+                         max(ctx.total_epochs, ctx.epochs_done + epochs) * steps_per_epoch,
+                         loss=float(task_loss), target_sparsity=target, epoch=ctx.epochs_done + 1)
+        train_loss = float(loss_sum) / max(seen, 1)
+        train_acc = float(correct_sum) / max(seen, 1)
+        test_loss, test_acc = evaluate(model, data, device)
+        ctx.epochs_done += 1
+        mask = hooks.mask()
+        row: dict[str, Any] = {
+            "epoch": ctx.epochs_done, "phase": phase, "step": ctx.steps_done,
+            "train_loss": train_loss, "train_acc": train_acc,
+            "test_loss": test_loss, "test_acc": test_acc,
+            "lr": optimizer.param_groups[0]["lr"],
+            "target_sparsity": hooks.target_sparsity(),
+            "mask_sparsity": None if mask is None else mask.sparsity(),
+            "layer_sparsity": None if mask is None else mask.layer_sparsity(),
+            "epoch_time_s": time.perf_counter() - started,
+        }
+        row.update(hooks.epoch_metrics(model))
+        ctx.recorder.epoch(row)
+        last = row
+        ctx.emit(phase, ctx.epochs_done * steps_per_epoch,
+                 max(ctx.total_epochs, ctx.epochs_done) * steps_per_epoch,
+                 **{k: v for k, v in row.items() if k != "layer_sparsity"}, epoch_end=True)
+    return FitResult(step, epochs, last)
+
+
+def seeded_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,
+                   generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """In-memory batching; much cheaper than a DataLoader for data that fits in memory."""
+    n = x.shape[0]
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]
