@@ -236,7 +236,7 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
         last = row
         ctx.emit(phase, ctx.epochs_done * steps_per_epoch,
                  max(ctx.total_epochs, ctx.epochs_done) * steps_per_epoch,
-                 **{k: v for k, v in row.items() if k not in ("layer_sparsity", "phase")}, epoch_end=True)
+                 **{k: v for k, v in row.items() if k not in ("layer_sparsity", "phase", "step")}, epoch_end=True)
     return FitResult(step, epochs, last)
 
 
