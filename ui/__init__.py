@@ -1,0 +1,12 @@
+"""The app's shared layer between the pages and the ``pruning`` library.
+
+Only ``app.py``, ``pages/`` and this package import Streamlit (ARCHITECTURE.md rule 1). Pages stay
+thin by using what lives here:
+
+- ``ui.common``  page setup, the run store, run pickers, empty states, captions, user errors,
+                 run/epoch frames and number formatting.
+- ``ui.state``   what a browser session remembers: ids and choices, never models.
+- ``ui.forms``   widgets generated from config dataclasses; RunConfig <-> URL query parameters.
+- ``ui.jobs``    runs and sweeps in background threads, with live progress and a Stop button.
+- ``ui.charts``  plotly figure builders from pandas frames, in one consistent style.
+"""

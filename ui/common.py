@@ -1,0 +1,225 @@
+"""What every page needs: setup, the store, run pickers, empty states, captions, user errors.
+
+A page starts with ``page_setup(title, intro)``, reads runs through ``store()``, lets the user
+choose runs with ``run_picker`` / ``runs_picker``, shows ``empty_state(...)`` when there is nothing
+to draw (a message plus a button that trains the session that would fill it), puts a one-line
+``caption`` under every chart, and wraps library calls in ``with user_errors():`` so bad input
+becomes an ``st.error`` naming the fix instead of a traceback.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from typing import Any, Callable, Iterator, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from pruning.config import ConfigError, RunConfig
+from pruning.store import Run, RunStore
+from ui import jobs, state
+
+APP_TITLE = "Pruning Explorer"
+
+
+def page_setup(title: str, intro: str | None = None, *, icon: str = "✂️") -> None:
+    """Page config, title, a one-paragraph intro and the sidebar's status lines."""
+    try:
+        st.set_page_config(page_title=f"{title} · {APP_TITLE}", page_icon=icon, layout="wide")
+    except st.errors.StreamlitAPIException:
+        pass  # already set by the navigation entry point for this run
+    st.title(title)
+    if intro:
+        st.markdown(intro)
+    _sidebar()
+
+
+def _sidebar() -> None:
+    with st.sidebar:
+        st.caption(f"**{APP_TITLE}** — see what pruning does to a network: which layers lose "
+                   "how much, how masks change during training, and what it buys in accuracy, "
+                   "size, FLOPs and latency.")
+        running = []
+        for slot, job_id in state.session_jobs().items():
+            job = jobs.manager().get(job_id)
+            if job is not None and job.progress().running:
+                running.append(job.progress())
+        for p in running:
+            st.progress(p.fraction, text=f"{'sweep' if p.kind == 'sweep' else 'run'} training: "
+                                         f"{p.fraction:.0%}")
+        st.caption(f"Runs are stored in `{store().home}`.")
+
+
+def store() -> RunStore:
+    """The run store (``PRUNING_HOME``, default ``~/.pruning``); cheap, opened per call."""
+    return RunStore()
+
+
+@contextlib.contextmanager
+def user_errors(prefix: str = "") -> Iterator[None]:
+    """Turn ConfigError (bad input, unknown run …) into ``st.error`` with the library's message."""
+    try:
+        yield
+    except ConfigError as exc:
+        st.error(f"{prefix}{exc}")
+
+
+def caption(text: str) -> None:
+    """The one-line “what am I looking at” under a chart."""
+    st.caption(text)
+
+
+# ---- formatting -------------------------------------------------------------------------------
+def fmt_pct(value: Any, digits: int = 1) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value):.{digits}%}"
+
+
+def fmt_int(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{int(value):,}"
+
+
+def fmt_mflops(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value) / 1e6:.2f} M"
+
+
+def fmt_ms(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value):.2f} ms"
+
+
+def fmt_time(epoch_seconds: float | None) -> str:
+    if not epoch_seconds:
+        return "–"
+    return dt.datetime.fromtimestamp(epoch_seconds).strftime("%Y-%m-%d %H:%M")
+
+
+def run_title(run: Run) -> str:
+    """A short label for pickers and legends: the run's name/label plus its id's tail."""
+    return f"{run.label()} · {run.id[-6:]}"
+
+
+# ---- frames -----------------------------------------------------------------------------------
+RUN_COLUMNS = ("id", "label", "status", "created", "model", "dataset", "method", "schedule",
+               "granularity", "scope", "target", "seed", "epochs")
+
+
+def runs_frame(runs: Sequence[Run], titles: bool = True) -> pd.DataFrame:
+    """One row per run: id, label, status, the main config fields and every summary value."""
+    rows = []
+    for run in runs:
+        c = run.config
+        row = {"id": run.id, "label": run_title(run) if titles else run.label(),
+               "status": run.status, "created": run.created, "model": c.model,
+               "dataset": c.dataset, "method": c.method, "schedule": c.schedule,
+               "granularity": c.granularity, "scope": c.scope, "target": c.sparsity,
+               "seed": c.seed, "epochs": c.epochs}
+        for key, value in run.summary.items():
+            if isinstance(value, (int, float, str, bool)) or value is None:
+                row.setdefault(key, value)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else list(RUN_COLUMNS))
+
+
+def epochs_frame(store_: RunStore, run_ids: Sequence[str],
+                 labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Epoch rows of several runs stacked, with a ``run`` column (label) and ``run_id``."""
+    frames = []
+    for run_id in run_ids:
+        rows = store_.epochs(run_id)
+        if rows:
+            frame = pd.DataFrame(rows)
+            frame["run_id"] = run_id
+            frame["run"] = (labels or {}).get(run_id, run_id)
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["epoch", "test_acc", "target_sparsity", "mask_sparsity",
+                                     "run", "run_id"])
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---- pickers ----------------------------------------------------------------------------------
+def finished_runs(store_: RunStore | None = None, *, statuses: Sequence[str] = ("done",),
+                  where: Callable[[Run], bool] | None = None) -> list[Run]:
+    """Runs with one of ``statuses`` (newest first), optionally filtered by ``where``."""
+    runs = [r for r in (store_ or store()).list_runs() if r.status in statuses]
+    return [r for r in runs if where is None or where(r)]
+
+
+def run_picker(label: str, runs: Sequence[Run], *, key: str, default: str | None = None,
+               help: str | None = None) -> Run | None:
+    """A selectbox over ``runs`` (newest first); returns the chosen Run or None if none exist.
+
+    Opens on ``default`` when given and present, else on the session's last run, else the newest.
+    """
+    if not runs:
+        return None
+    by_id = {r.id: r for r in runs}
+    ids = list(by_id)
+    preferred = default if default in by_id else state.last_run()
+    index = ids.index(preferred) if preferred in by_id else 0
+    chosen = st.selectbox(label, ids, index=index, key=key, help=help,
+                          format_func=lambda run_id: run_title(by_id[run_id]))
+    return by_id.get(chosen)
+
+
+def runs_picker(label: str, runs: Sequence[Run], *, key: str, default_count: int = 2,
+                default: Sequence[str] | None = None, help: str | None = None,
+                max_selections: int | None = None) -> list[Run]:
+    """A multiselect over ``runs``; opens on ``default`` ids or the ``default_count`` newest."""
+    if not runs:
+        return []
+    by_id = {r.id: r for r in runs}
+    initial = [i for i in (default or []) if i in by_id] or list(by_id)[:default_count]
+    chosen = st.multiselect(label, list(by_id), default=initial, key=key, help=help,
+                            format_func=lambda run_id: run_title(by_id[run_id]),
+                            max_selections=max_selections)
+    return [by_id[i] for i in chosen]
+
+
+# ---- empty states -----------------------------------------------------------------------------
+DEFAULT_SESSION_LABEL = "Run the default session (small CNN · digits · one-cycle · 90 %)"
+
+
+def empty_state(message: str, *, key: str, config: RunConfig | None = None,
+                button: str | None = None, configs: Sequence[RunConfig] | None = None) -> None:
+    """Say what to run to fill this page, with a button that runs it here, with live progress.
+
+    ``config`` defaults to the default session; ``configs`` (several) starts a sweep instead.
+    When the job ends the page reruns and, now that the store has data, draws it.
+    """
+    st.info(message)
+    slot = f"empty:{key}"
+    label = button or (DEFAULT_SESSION_LABEL if config is None and not configs
+                       else "Run it now")
+    if st.button(label, key=f"{key}-empty-run", type="primary", disabled=slot_running(slot)):
+        start_job(slot, list(configs) if configs else [config or RunConfig()])
+    show_job(slot)
+
+
+def show_job(slot: str, *, show_curves: bool = True) -> jobs.JobProgress | None:
+    """The live panel of the job this session started in ``slot``; remembers its last run."""
+    progress = jobs.live_panel(state.job_id(slot), key=slot, show_curves=show_curves)
+    if progress is None:
+        state.clear_job(slot)
+        return None
+    if not progress.running:
+        state.set_last_run(progress.run_id)
+    return progress
+
+
+def start_job(slot: str, configs: Sequence[RunConfig], *, name: str | None = None,
+              measure_latency: bool = True) -> jobs.Job | None:
+    """Start a run (one config) or a sweep (several) for ``slot``; st.error on bad input."""
+    with user_errors():
+        if len(configs) == 1:
+            job = jobs.start_run(configs[0], store(), name=name, measure_latency=measure_latency)
+        else:
+            job = jobs.start_sweep(configs, store(), measure_latency=measure_latency)
+        state.set_job(slot, job.id)
+        return job
+    return None
+
+
+def slot_running(slot: str) -> bool:
+    """True while the job this session started in ``slot`` is training."""
+    job = jobs.manager().get(state.job_id(slot))
+    return job is not None and job.progress().running
