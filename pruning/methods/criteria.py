@@ -1,0 +1,427 @@
+"""Pruning criteria and the ``Pruner``: score every prunable weight, keep the highest scores.
+
+A pruning step is criterion × scope × granularity (METHODS.md §2). This module holds the
+criteria (the ``CRITERIA`` registry) and ``Pruner``, which scores the prunable weights with one
+criterion and hands the scores to ``granularity.select`` for the scope and granularity. Scores
+are "higher = keep"; weights the current mask has already pruned score −inf, so pruning is
+monotone (the new mask is a subset of the old one).
+
+Criteria (each cites its paper in its registered description, which the app shows):
+
+- ``magnitude`` |w| — Han et al. 2015, "Learning both Weights and Connections for Efficient
+  Neural Networks" (arXiv 1506.02626).
+- ``random`` — uniform scores from a ``torch.Generator`` seeded with the Pruner's seed (the
+  baseline of Frankle et al. 2021, arXiv 2009.08576, and Liu et al. 2022, arXiv 2202.02643).
+- ``snip`` |g ⊙ w| on one batch — Lee et al. 2019, "SNIP: Single-shot Network Pruning based on
+  Connection Sensitivity" (arXiv 1810.02340).
+- ``grasp`` — Wang et al. 2020, "Picking Winning Tickets Before Training by Preserving Gradient
+  Flow" (arXiv 2002.07376): S = −w ⊙ (H g), the largest S are removed, so the keep score is
+  w ⊙ (H g). H g is a Hessian-vector product by double backward, on logits divided by a
+  temperature of 200, over a few samples per class taken from the batch.
+- ``synflow`` — Tanaka et al. 2020, "Pruning neural networks without any data by iteratively
+  conserving synaptic flow" (arXiv 2006.05467): |w ⊙ ∂R/∂w| with R = 1ᵀ(∏_l |W_l|)1, evaluated
+  on an all-ones input with every weight and buffer replaced by its absolute value, in eval mode,
+  iterated: at step k of n the kept fraction is ρ^(−k/n) (ρ = compression ratio).
+- ``taylor`` first-order |w ⊙ g| accumulated over a few batches — Molchanov et al. 2017,
+  "Pruning Convolutional Neural Networks for Resource Efficient Inference" (arXiv 1611.06440),
+  and 2019, "Importance Estimation for Neural Network Pruning" (arXiv 1906.10771).
+
+Scoring never modifies the model. Magnitude and random only read the weights. The gradient-based
+criteria run on a deep copy of the model with the current mask applied (so they score the
+network that is actually trained), dropout switched off (scores must not depend on the global
+RNG), BatchNorm in the model's own mode (batch statistics while training) and gradients taken
+with ``torch.autograd.grad`` on that copy; SynFlow runs on its copy in eval mode and float64 (the
+product of absolute weights overflows float32 in deep nets). The model's weights, gradients,
+buffers and training flag are therefore exactly as they were.
+
+Interpretation (said in the descriptions too): the papers score once, at initialisation. Here a
+criterion can also be re-applied during training by a schedule; each re-application scores the
+current masked network and prunes further from the current mask. SynFlow's geometric steps then
+run from the current density to the target density, ρ^(−k/n) relative to the current mask.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pruning.masks import Mask, prunable_parameters
+from pruning.methods.granularity import (GRANULARITIES, SCOPES, prune_count, sanitize,
+                                          select as select_mask)
+from pruning.registry import Registry
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """What a criterion gets. ``model`` is the caller's model (read only) for cheap criteria and a
+    private masked copy for expensive ones; ``params`` are its prunable weights by name."""
+    model: nn.Module
+    params: Mapping[str, nn.Parameter]
+    alive: Mapping[str, torch.Tensor]  # current mask, bool, on the weights' device
+    target: float
+    batch: Batch | None
+    config: Any
+    seed: int
+    select: Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor], float],
+                     dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A registered criterion: ``score(request) -> {name: scores}``, higher = keep."""
+    name: str
+    score: Callable[[ScoreRequest], dict[str, torch.Tensor]]
+    expensive: bool  # needs forward/backward passes (snip, grasp, synflow, taylor)
+    signed: bool = False  # scores may be negative and the sign matters (grasp)
+
+
+CRITERIA: Registry[Criterion] = Registry("criterion")
+
+
+def _register(name: str, *, expensive: bool, description: str, config: type | None = None,
+              signed: bool = False):
+    def decorator(fn):
+        CRITERIA.register(name, config=config, description=description)(
+            Criterion(name, fn, expensive, signed))
+        return fn
+    return decorator
+
+
+# ---------------------------------------------------------------------------------------------
+# Config dataclasses (the app builds its widgets from these; the CLI fills them from --param)
+
+@dataclass(frozen=True)
+class GraspConfig:
+    temperature: float = 200.0   # logits are divided by this before the loss (paper: T = 200)
+    samples_per_class: int = 10  # at most this many examples of each class are taken from the batch
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.samples_per_class < 1:
+            raise ValueError(f"samples_per_class must be at least 1, got {self.samples_per_class}")
+
+
+@dataclass(frozen=True)
+class SynflowConfig:
+    iterations: int = 100  # geometric pruning steps per call (paper: 100)
+
+    def __post_init__(self):
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be at least 1, got {self.iterations}")
+
+
+@dataclass(frozen=True)
+class TaylorConfig:
+    chunks: int = 4  # the batch is split into this many chunks; |w ⊙ g| is averaged over them
+
+    def __post_init__(self):
+        if self.chunks < 1:
+            raise ValueError(f"chunks must be at least 1, got {self.chunks}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for the gradient-based criteria
+
+def _require_batch(request: ScoreRequest, name: str) -> Batch:
+    if request.batch is None:
+        raise ValueError(f"criterion {name!r} needs a batch of training data to score")
+    x, y = request.batch
+    return x, y
+
+
+def _grad(output: torch.Tensor, params: list[torch.Tensor], create_graph: bool = False):
+    """d output / d params; a parameter the output does not depend on gets zeros."""
+    return torch.autograd.grad(output, params, create_graph=create_graph, allow_unused=True,
+                               materialize_grads=True)
+
+
+def _task_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               temperature: float = 1.0) -> torch.Tensor:
+    logits = model(x)  # (B, classes)
+    return F.cross_entropy(logits / temperature, y)
+
+
+def _scoring_copy(model: nn.Module, alive: Mapping[str, torch.Tensor],
+                  grad_names: list[str]) -> tuple[nn.Module, dict[str, nn.Parameter]]:
+    """A deep copy with the mask applied, dropout off and gradients enabled only for grad_names.
+
+    Working on a copy is what guarantees that scoring leaves the caller's weights, gradients,
+    BatchNorm running statistics and training flag untouched.
+    """
+    clone = copy.deepcopy(model)
+    for module in clone.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            module.eval()  # deterministic scores, no draw from the global RNG
+    params = dict(clone.named_parameters())
+    with torch.no_grad():
+        for p in params.values():
+            p.grad = None
+            p.requires_grad_(False)
+        for name, keep in alive.items():
+            params[name].mul_(keep.to(params[name].dtype))
+        for name in grad_names:
+            params[name].requires_grad_(True)
+    return clone, params
+
+
+# ---------------------------------------------------------------------------------------------
+# Criteria
+
+@_register("magnitude", expensive=False, description=(
+    "Magnitude pruning (Han et al. 2015, \"Learning both Weights and Connections for Efficient "
+    "Neural Networks\", arXiv 1506.02626): a weight's score is its absolute value |w|, and the "
+    "smallest are removed. Cheap enough to re-prune at every optimizer step, so it follows a "
+    "schedule's curve smoothly; a weight pruned once stays pruned."))
+def magnitude(request: ScoreRequest) -> dict[str, torch.Tensor]:
+    return {name: p.detach().abs() for name, p in request.params.items()}
+
+
+@_register("random", expensive=False, description=(
+    "Random pruning: every weight gets a uniform random score from a generator seeded with the "
+    "run's seed, so the same seed prunes the same weights. The baseline that pruning-at-"
+    "initialisation criteria must beat (Frankle et al. 2021, \"Pruning Neural Networks at "
+    "Initialization: Why are We Missing the Mark?\", arXiv 2009.08576; Liu et al. 2022, "
+    "\"The Unreasonable Effectiveness of Random Pruning\", arXiv 2202.02643). Re-applied during "
+    "a schedule, the same random order is used each time, so pruning stays consistent."))
+def random_scores(request: ScoreRequest) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(request.seed)
+    return {name: torch.rand(p.shape, generator=generator).to(p.device)
+            for name, p in request.params.items()}
+
+
+@_register("snip", expensive=True, description=(
+    "SNIP (Lee et al. 2019, \"SNIP: Single-shot Network Pruning based on Connection "
+    "Sensitivity\", arXiv 1810.02340): a weight's score is the connection sensitivity |g ⊙ w|, "
+    "the gradient of the loss on one batch times the weight, i.e. how much the loss would change "
+    "if the connection were removed. The paper prunes once at initialisation; here it can also "
+    "be re-applied during training, scoring the current masked network."))
+def snip(request: ScoreRequest) -> dict[str, torch.Tensor]:
+    x, y = _require_batch(request, "snip")
+    names = list(request.params)
+    grads = _grad(_task_loss(request.model, x, y), [request.params[n] for n in names])
+    return {n: (g * request.params[n]).detach().abs() for n, g in zip(names, grads)}
+
+
+@_register("grasp", expensive=True, signed=True, config=GraspConfig, description=(
+    "GraSP (Wang et al. 2020, \"Picking Winning Tickets Before Training by Preserving Gradient "
+    "Flow\", arXiv 2002.07376): scores S = −w ⊙ (H g), where g is the loss gradient and H the "
+    "Hessian, and removes the weights with the largest S, the ones whose removal reduces "
+    "gradient flow the least (or even increases it). H g is computed exactly with a "
+    "Hessian-vector product (double backward) over all conv and linear weights, on logits "
+    "divided by a temperature (200, as in the paper), using a few samples per class taken from "
+    "the batch. Applied at initialisation in the paper; here also re-applicable during training."))
+def grasp(request: ScoreRequest) -> dict[str, torch.Tensor]:
+    config: GraspConfig = request.config
+    x, y = _require_batch(request, "grasp")
+    # A few samples per class (the paper draws them from the data loader; here, from the batch).
+    picks = [torch.nonzero(y == c).flatten()[:config.samples_per_class] for c in torch.unique(y)]
+    index = torch.cat(picks).sort().values
+    x, y = x[index], y[index]
+    # g and H·g range over every conv/linear weight (first and last layers included), as in the
+    # paper; only the prunable ones are scored.
+    weights = prunable_parameters(request.model, include_first_last=True)
+    for p in weights.values():
+        p.requires_grad_(True)
+    names = list(weights)
+    grads = _grad(_task_loss(request.model, x, y, config.temperature),
+                  [weights[n] for n in names], create_graph=True)
+    # z = gᵀ·stopgrad(g), with g restricted to the live weights; dz/dw = H·g.
+    z = sum((g * (g.detach() * request.alive[n] if n in request.alive else g.detach())).sum()
+            for n, g in zip(names, grads))
+    hg = dict(zip(names, _grad(z, [weights[n] for n in names])))
+    # Keep score = −S = w ⊙ (H g): the largest S are removed, the largest −S kept.
+    return {n: (p.detach() * hg[n]).detach() for n, p in request.params.items()}
+
+
+@_register("synflow", expensive=True, config=SynflowConfig, description=(
+    "SynFlow (Tanaka et al. 2020, \"Pruning neural networks without any data by iteratively "
+    "conserving synaptic flow\", arXiv 2006.05467): data-free. With every weight replaced by its "
+    "absolute value and an all-ones input, R = 1ᵀ(∏ |W_l|)1 is the total 'synaptic flow'; a "
+    "weight's score is |w ⊙ ∂R/∂w|. Pruning is iterated (100 steps by default) with the kept "
+    "fraction ρ^(−k/n) at step k, re-scoring after each step, which avoids disconnecting whole "
+    "layers. Computed on a copy in eval mode and float64; the model's weights and signs are "
+    "untouched. When re-applied during training the steps run from the current density to the "
+    "new target."))
+def synflow(request: ScoreRequest) -> dict[str, torch.Tensor]:
+    config: SynflowConfig = request.config
+    x, _ = _require_batch(request, "synflow")
+    names = list(request.params)
+    clone = request.model
+    clone.eval()
+    # float64 keeps ∏|W_l| finite in deep nets; MPS has no float64.
+    dtype = torch.float32 if x.device.type == "mps" else torch.float64
+    clone.to(dtype)
+    with torch.no_grad():
+        for tensor in clone.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.abs_()  # "linearise": every weight and buffer by its absolute value
+    params = dict(clone.named_parameters())
+    base = {n: params[n].detach().clone() for n in names}
+    ones = torch.ones((1, *x.shape[1:]), dtype=dtype, device=x.device)  # (1, C, H, W)
+    alive = dict(request.alive)
+    live_total = sum(int(a.sum()) for a in alive.values())
+    total = sum(a.numel() for a in alive.values())
+    start_density = live_total / max(total, 1)
+    final_density = 1.0 - request.target
+    # Nothing left to prune (e.g. Pruner.scores at target 0): one pass gives the plain scores.
+    iterations = config.iterations if final_density < start_density else 1
+    scores: dict[str, torch.Tensor] = {}
+    for k in range(1, iterations + 1):
+        with torch.no_grad():
+            for n in names:
+                params[n].copy_(base[n] * alive[n])
+        flow = clone(ones).sum()  # R = 1ᵀ(∏|W_l|)1
+        grads = _grad(flow, [params[n] for n in names])
+        raw = {n: (g * params[n]).detach().abs() for n, g in zip(names, grads)}
+        # Rescale by the largest score: ranking unchanged, values safe in any later arithmetic.
+        scale = torch.stack([r.max() for r in raw.values()]).max().clamp_min(1e-300)
+        scores = {n: torch.where(alive[n], r / scale, torch.full_like(r, float("-inf")))
+                  for n, r in raw.items()}
+        if k < iterations:
+            # kept fraction ρ^(−k/n), measured from the density the mask already has
+            density = start_density * (final_density / start_density) ** (k / iterations)
+            alive = request.select(scores, alive, 1.0 - density)
+    return scores
+
+
+@_register("taylor", expensive=True, config=TaylorConfig, description=(
+    "First-order Taylor importance (Molchanov et al. 2017, \"Pruning Convolutional Neural "
+    "Networks for Resource Efficient Inference\", arXiv 1611.06440; 2019, \"Importance "
+    "Estimation for Neural Network Pruning\", arXiv 1906.10771): the estimated change of the "
+    "loss when a weight is removed, |w ⊙ g|, accumulated over a few batches (here the batch is "
+    "split into chunks and |w ⊙ g| averaged over them). Unlike SNIP the absolute value is taken "
+    "per chunk, so weights whose gradient changes sign between batches still count. The 2019 "
+    "paper squares (w·g); the ranking of single weights per chunk is the same."))
+def taylor(request: ScoreRequest) -> dict[str, torch.Tensor]:
+    config: TaylorConfig = request.config
+    x, y = _require_batch(request, "taylor")
+    names = list(request.params)
+    weights = [request.params[n] for n in names]
+    totals = [torch.zeros_like(w) for w in weights]
+    chunks = list(zip(torch.chunk(x, config.chunks), torch.chunk(y, config.chunks)))
+    for xc, yc in chunks:
+        for total, g, w in zip(totals, _grad(_task_loss(request.model, xc, yc), weights), weights):
+            total += (g * w).detach().abs()
+    return {n: t / len(chunks) for n, t in zip(names, totals)}
+
+
+# ---------------------------------------------------------------------------------------------
+
+class Pruner:
+    """criterion × scope × granularity; ``pruner(model, mask, target, batch) -> Mask``.
+
+    ``target`` is the sparsity to reach over the prunable weights (METHODS.md §2). The result is
+    a subset of ``mask``; unstructured pruning keeps exactly ``n − round(target·n)`` weights
+    (globally, or in every layer for layerwise scope), N:M and channel pruning meet the target to
+    within one group (see ``granularity.py``). The model is never modified.
+    """
+
+    def __init__(self, criterion: str = "magnitude", criterion_config: Any = None,
+                 scope: str = "global", granularity: str = "unstructured",
+                 nm: tuple[int, int] = (2, 4), include_first_last: bool = False, seed: int = 0,
+                 channel_p: float = 2.0):
+        entry = CRITERIA.entry(criterion)
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}; choose global or layerwise")
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"unknown granularity {granularity!r}; "
+                             f"choose unstructured, nm or channel")
+        n, m = nm
+        if not 0 < n < m:
+            raise ValueError(f"N:M needs 0 < N < M, got {n}:{m}")
+        if not channel_p > 0:
+            raise ValueError(f"channel norm p must be positive, got {channel_p}")
+        if entry.config is None:
+            if criterion_config is not None:
+                raise ValueError(f"criterion {criterion!r} takes no settings")
+        elif criterion_config is None:
+            criterion_config = entry.config()
+        elif not isinstance(criterion_config, entry.config):
+            raise ValueError(f"criterion {criterion!r} needs a {entry.config.__name__}, "
+                             f"got {type(criterion_config).__name__}")
+        self.criterion = entry.obj
+        self.criterion_config = criterion_config
+        self.scope = scope
+        self.granularity = granularity
+        self.nm = (int(n), int(m))
+        self.include_first_last = include_first_last
+        self.seed = seed
+        self.channel_p = channel_p
+
+    @property
+    def expensive(self) -> bool:
+        return self.criterion.expensive
+
+    def __repr__(self) -> str:
+        extra = f" {self.nm[0]}:{self.nm[1]}" if self.granularity == "nm" else ""
+        return (f"Pruner({self.criterion.name}, {self.scope}, {self.granularity}{extra}, "
+                f"seed={self.seed})")
+
+    def initial_mask(self, model: nn.Module) -> Mask:
+        return Mask.ones_like(model, self.include_first_last)
+
+    def select(self, scores: Mapping[str, torch.Tensor], alive: Mapping[str, torch.Tensor],
+               target: float) -> dict[str, torch.Tensor]:
+        """Scores -> the new mask for ``target`` with this pruner's scope and granularity."""
+        return select_mask(scores, alive, target, scope=self.scope, granularity=self.granularity,
+                           nm=self.nm, channel_p=self.channel_p, signed=self.criterion.signed)
+
+    def _nothing_to_do(self, mask: Mask, target: float) -> bool:
+        """True when the mask already meets the target (pruning never grows a mask back)."""
+        if self.scope == "global":
+            return prune_count(mask.total(), target) <= mask.total() - mask.kept()
+        return all(prune_count(m.numel(), target) <= m.numel() - int(m.sum())
+                   for m in mask.values())
+
+    def _check(self, model: nn.Module, mask: Mask | None) -> tuple[dict[str, nn.Parameter], Mask]:
+        params = prunable_parameters(model, self.include_first_last)
+        if mask is None:
+            mask = self.initial_mask(model)
+        if set(mask) != set(params):
+            raise ValueError("the mask does not cover this model's prunable weights: "
+                             f"mask has {sorted(mask)}, model has {sorted(params)}")
+        return params, mask
+
+    def _score(self, model, params, mask, target, batch):
+        """(scores on the weights' device, alive masks on the same device)."""
+        device = next(iter(params.values())).device
+        alive = {name: mask[name].to(device) for name in params}
+        if self.criterion.expensive:
+            scored_model, all_params = _scoring_copy(model, alive, list(params))
+            scored = {name: all_params[name] for name in params}
+        else:
+            scored_model, scored = model, params
+        request = ScoreRequest(scored_model, scored, alive, target, batch,
+                               self.criterion_config, self.seed, self.select)
+        with torch.enable_grad() if self.criterion.expensive else torch.no_grad():
+            return self.criterion.score(request), alive
+
+    def scores(self, model: nn.Module, mask: Mask | None = None, batch: Batch | None = None,
+               target: float = 0.0) -> dict[str, torch.Tensor]:
+        """The criterion's scores per prunable weight (CPU; −inf where ``mask`` pruned already).
+
+        ``target`` only matters to SynFlow, whose iterations run towards it; with the default 0
+        it returns the plain (single-pass) SynFlow scores. For plots and tests; the model is not
+        modified.
+        """
+        params, mask = self._check(model, mask)
+        scores, alive = self._score(model, params, mask, target, batch)
+        return {name: s.cpu() for name, s in sanitize(scores, alive).items()}
+
+    def __call__(self, model: nn.Module, mask: Mask | None, target: float,
+                 batch: Batch | None = None) -> Mask:
+        if not 0.0 <= target <= 1.0:
+            raise ValueError(f"target sparsity must be in [0, 1], got {target}")
+        params, mask = self._check(model, mask)
+        if self._nothing_to_do(mask, target):
+            return mask
+        scores, alive = self._score(model, params, mask, target, batch)
+        keep = self.select(scores, alive, target)
+        return Mask({name: keep[name].cpu() for name in params})

@@ -1,0 +1,223 @@
+"""Turning scores into a mask: scope (global | layerwise) × granularity (unstructured | nm | channel).
+
+A pruning step scores every prunable weight (``criteria.py``) and then keeps the highest scores so
+that the target sparsity is met (METHODS.md §2). This module is the second half: given per-layer
+score tensors, the current mask (``alive``) and a target, it returns the new mask. Pruning is
+monotone: entries that are already pruned are never revived, so the new mask is a subset of the
+old one, and a target below the current sparsity leaves the mask as it is.
+
+How many weights a target means. For ``n`` weights and target ``s`` the step prunes
+``round(s · n)`` of them (Python's round, the convention of ``torch.nn.utils.prune``), i.e. it
+keeps ``n − round(s · n)``; this equals ``round((1 − s) · n)`` except at exact halves.
+
+- ``unstructured``: single weights. Exact: the kept count is ``n − round(s·n)`` over all prunable
+  weights (global) or in every layer (layerwise). Ties are broken deterministically: among equal
+  scores the earlier weight (layer order, then row-major index) is kept.
+- ``nm``: N:M sparsity along the input dimension (Mishra et al. 2021, "Accelerating Sparse Deep
+  Neural Networks", arXiv 2104.08378; 2:4 is what NVIDIA's sparse tensor cores run). A group is
+  M consecutive weights along the input axis — for a convolution, along the input-channel axis
+  at one kernel position of one filter. A group is either left as it is or *converted*: only its
+  N highest-scoring weights stay. Rule for the target: groups are converted in ascending order of
+  their cost (the mean score of the weights the conversion removes; ties by position) until at
+  least ``round(s·n)`` weights are pruned, so the target is met to within one group (fewer than
+  M − N weights over). Once every group is converted the sparsity is 1 − N/M, the largest N:M
+  allows; a higher target is capped there. When the input size is not a multiple of M, the last,
+  shorter group of r weights keeps min(N, r) of them (so a depthwise kernel, with one input
+  channel, stays dense).
+- ``channel``: whole output filters (conv) / neurons (linear), i.e. rows along dim 0. A filter's
+  score is the power mean of its weights' scores, (mean |score|^p)^(1/p) with p = 2 by default:
+  the Lp norm divided by (weights per filter)^(1/p), so filters of different sizes in different
+  layers are compared per weight (a plain Lp norm would favour big filters under global scope).
+  For a signed criterion (GraSP) the plain mean score is used instead, since a norm would throw
+  the sign away. Filters are removed lowest score first until at least ``round(s·n)`` weights
+  are pruned: the target is met to within one filter.
+
+All selection is vectorised (``torch.topk`` on a concatenated vector, sorts over tiny groups);
+the only Python loops run over layers.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Mapping
+
+import torch
+
+SCOPES = ("global", "layerwise")
+GRANULARITIES = ("unstructured", "nm", "channel")
+
+Scores = Mapping[str, torch.Tensor]
+
+
+def prune_count(total: int, target: float) -> int:
+    """How many of ``total`` weights a target sparsity prunes (torch.nn.utils.prune's rounding)."""
+    return int(round(target * total))
+
+
+def keep_top(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of the ``k`` largest entries of a 1-D tensor; ties go to the lower index.
+
+    ``topk`` finds the k-th largest value (asking for whichever of the k largest or the n − k + 1
+    smallest is the shorter list, which is several times faster on CPU); everything above it is
+    kept and the remaining places go to the first entries equal to it, so the count is exact and
+    the result does not depend on how topk orders ties.
+    """
+    n = scores.numel()
+    if k <= 0:
+        return torch.zeros(n, dtype=torch.bool, device=scores.device)
+    if k >= n:
+        return torch.ones(n, dtype=torch.bool, device=scores.device)
+    if k <= n // 2:
+        threshold = torch.topk(scores, k, sorted=False).values.min()
+    else:
+        threshold = torch.topk(scores, n - k + 1, largest=False, sorted=False).values.max()
+    above = scores > threshold
+    ties = scores == threshold
+    room = k - above.sum()
+    return above | (ties & (torch.cumsum(ties, 0) <= room))
+
+
+def sanitize(scores: Scores, alive: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Scores in one floating dtype, −inf exactly where already pruned, finite where alive.
+
+    NaN scores of live weights rank lowest among live weights; ±inf become the largest finite
+    values. Pruned entries are −inf, strictly below every live one, so they are never chosen while
+    any live weight remains (monotonicity).
+    """
+    dtype = functools.reduce(torch.promote_types, (s.dtype for s in scores.values()),
+                             torch.float32)
+    info = torch.finfo(dtype)
+    out = {}
+    for name, keep in alive.items():
+        s = torch.nan_to_num(scores[name].detach().to(dtype), nan=info.min, posinf=info.max,
+                             neginf=info.min)
+        out[name] = torch.where(keep, s, torch.full_like(s, float("-inf")))
+    return out
+
+
+def select(scores: Scores, alive: Mapping[str, torch.Tensor], target: float, *, scope: str,
+           granularity: str, nm: tuple[int, int] = (2, 4), channel_p: float = 2.0,
+           signed: bool = False) -> dict[str, torch.Tensor]:
+    """The new mask (bool tensors on the scores' device) for ``target`` sparsity.
+
+    ``scores``: per layer, higher = more important, same shape as the weight; ``alive``: the
+    current mask (bool, same device). The result is a subset of ``alive``.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}; "
+                         f"choose one of: {', '.join(GRANULARITIES)}")
+    clean = sanitize(scores, alive)
+    if granularity == "unstructured":
+        return _select_unstructured(clean, alive, target, scope)
+    if granularity == "nm":
+        groups = {name: _nm_groups(s, alive[name], nm) for name, s in clean.items()}
+    else:
+        groups = {name: _channel_groups(s, alive[name], channel_p, signed)
+                  for name, s in clean.items()}
+    return _select_groups(groups, alive, target, scope)
+
+
+def _select_unstructured(clean, alive, target, scope):
+    if scope == "global":
+        flat = torch.cat([s.reshape(-1) for s in clean.values()])
+        # Where the target asks for more weights than are alive, the extra picks land on −inf
+        # entries and are dropped by ``& alive``: the mask never grows back.
+        keep = keep_top(flat, flat.numel() - prune_count(flat.numel(), target))
+        out, offset = {}, 0
+        for name, s in clean.items():
+            out[name] = keep[offset:offset + s.numel()].view_as(s) & alive[name]
+            offset += s.numel()
+        return out
+    return {name: keep_top(s.reshape(-1), s.numel() - prune_count(s.numel(), target)).view_as(s)
+            & alive[name] for name, s in clean.items()}
+
+
+class _Groups:
+    """One layer's groups: what converting each would cost and remove, and the result if it did.
+
+    ``cost`` (G,): lower is converted first (+inf when converting removes nothing);
+    ``gain`` (G,): live weights the conversion removes; ``apply(convert)`` -> the layer's mask.
+    """
+
+    def __init__(self, cost, gain, apply):
+        self.cost, self.gain, self.apply = cost, gain, apply
+
+
+def _nm_groups(s: torch.Tensor, alive: torch.Tensor, nm: tuple[int, int]) -> _Groups:
+    n_keep, m = nm
+    # Input axis last: linear (out, in) stays; conv (out, in, *k) -> (out, *k, in).
+    s_t, a_t = s.movedim(1, -1), alive.movedim(1, -1)
+    inputs = s_t.shape[-1]
+    pad = (-inputs) % m
+    # Padding is −inf / not alive: never kept, cut off again in ``apply`` (a short last group of
+    # r weights therefore keeps min(N, r)).
+    s_g = torch.nn.functional.pad(s_t, (0, pad), value=float("-inf")).reshape(-1, m)  # (G, M)
+    a_g = torch.nn.functional.pad(a_t, (0, pad), value=False).reshape(-1, m)          # (G, M)
+    order = torch.sort(s_g, dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(m, device=s.device).expand_as(order))
+    kept_if_converted = (rank < n_keep) & a_g
+    removed = a_g & ~kept_if_converted
+    gain = removed.sum(1)
+    total = torch.where(removed, s_g, torch.zeros_like(s_g)).sum(1)
+    cost = torch.where(gain > 0, total / gain.clamp_min(1), torch.full_like(total, float("inf")))
+
+    def apply(convert: torch.Tensor) -> torch.Tensor:
+        new = torch.where(convert[:, None], kept_if_converted, a_g)
+        new = new.reshape(*s_t.shape[:-1], inputs + pad)[..., :inputs]
+        return new.movedim(-1, 1).contiguous()
+
+    return _Groups(cost, gain, apply)
+
+
+def _channel_groups(s: torch.Tensor, alive: torch.Tensor, p: float, signed: bool) -> _Groups:
+    rows = s.reshape(s.shape[0], -1)     # (filters, weights per filter)
+    live = alive.reshape(s.shape[0], -1)
+    gain = live.sum(1)
+    zero = torch.zeros_like(rows)
+    count = gain.clamp_min(1).to(rows.dtype)
+    if signed:
+        score = torch.where(live, rows, zero).sum(1) / count
+    else:
+        score = (torch.where(live, rows.abs(), zero).pow(p).sum(1) / count).pow(1.0 / p)
+    cost = torch.where(gain > 0, score, torch.full_like(score, float("inf")))
+
+    def apply(convert: torch.Tensor) -> torch.Tensor:
+        return (live & ~convert[:, None]).reshape(alive.shape)
+
+    return _Groups(cost, gain, apply)
+
+
+def _convert_cheapest(cost: torch.Tensor, gain: torch.Tensor, needed: int) -> torch.Tensor:
+    """Bool (G,): the cheapest groups whose removals first reach ``needed`` weights."""
+    convert = torch.zeros_like(gain, dtype=torch.bool)
+    if needed <= 0 or cost.numel() == 0:
+        return convert
+    order = torch.sort(cost, stable=True).indices
+    reached = torch.cumsum(gain[order], 0)
+    # number of groups = 1 + index of the first cumulative sum >= needed (all if never reached)
+    count = int(torch.searchsorted(reached, torch.tensor([needed], device=reached.device,
+                                                         dtype=reached.dtype))[0]) + 1
+    convert[order[:min(count, order.numel())]] = True
+    return convert
+
+
+def _select_groups(groups: dict[str, _Groups], alive, target: float, scope: str):
+    if scope == "layerwise":
+        out = {}
+        for name, g in groups.items():
+            keep = alive[name]
+            needed = prune_count(keep.numel(), target) - (keep.numel() - int(keep.sum()))
+            out[name] = g.apply(_convert_cheapest(g.cost, g.gain, needed))
+        return out
+    total = sum(a.numel() for a in alive.values())
+    pruned = total - sum(int(a.sum()) for a in alive.values())
+    cost = torch.cat([g.cost.to(torch.float64) for g in groups.values()])
+    gain = torch.cat([g.gain for g in groups.values()])
+    convert = _convert_cheapest(cost, gain, prune_count(total, target) - pruned)
+    out, offset = {}, 0
+    for name, g in groups.items():
+        out[name] = g.apply(convert[offset:offset + g.gain.numel()])
+        offset += g.gain.numel()
+    return out
