@@ -1,0 +1,86 @@
+"""run_session: determinism, what a run records, clean stop and failure recording."""
+import pytest
+import torch
+
+from pruning.config import ConfigError, RunConfig
+from pruning.session import run_session, snapshot_steps
+from pruning.store import RunStore
+
+TINY = RunConfig(epochs=2, max_train_samples=256, snapshots=4)
+
+
+def test_snapshot_steps_spread_and_include_last():
+    assert snapshot_steps(100, 4) == {25, 50, 75, 100}
+    assert snapshot_steps(3, 20) == {1, 2, 3}
+    assert snapshot_steps(10, 0) == set()
+
+
+def test_same_seed_same_result_and_records(tmp_path):
+    store = RunStore(tmp_path)
+    a = run_session(TINY, store, measure_latency=False)
+    b = run_session(TINY, store, measure_latency=False)
+    assert a.status == b.status == "done", a.error
+    assert a.summary["test_acc"] == b.summary["test_acc"]
+    assert [e["train_loss"] for e in store.epochs(a.id)] == [e["train_loss"] for e in store.epochs(b.id)]
+    wa, wb = store.load_model(a.id).state_dict(), store.load_model(b.id).state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+    s = a.summary
+    # the one-cycle schedule ends exactly at the target; the mask meets it to within a weight
+    assert s["target_sparsity"] == pytest.approx(0.9)
+    assert s["mask_sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert s["params_nonzero"] < s["params_dense"]
+    assert 0 < s["flops"] < s["flops_dense"]
+    epochs = store.epochs(a.id)
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert epochs[-1]["mask_sparsity"] == pytest.approx(0.9, abs=1e-3)
+    snaps = store.snapshots(a.id)
+    assert 1 <= len(snaps) <= 5
+    sparsities = [snap["sparsity"] for snap in snaps]
+    assert sparsities == sorted(sparsities)  # masks only lose entries over a monotone schedule
+    masks = [store.load_snapshot(a.id, snap["step"]) for snap in snaps]
+    assert all(later.is_subset_of(earlier) for earlier, later in zip(masks, masks[1:]))
+    assert a.environment["torch"] == torch.__version__
+
+
+def test_stop_is_recorded_with_history(tmp_path):
+    store = RunStore(tmp_path)
+    events = []
+
+    def should_stop():
+        return any(e.metrics.get("epoch_end") for e in events)
+
+    run = run_session(TINY.replace(epochs=5), store, on_event=events.append, should_stop=should_stop,
+                      measure_latency=False)
+    assert run.status == "stopped"
+    assert run.summary["epochs_done"] == 1
+    assert len(store.epochs(run.id)) == 1
+    assert "test_acc" in run.summary
+
+
+def test_failure_is_recorded_not_lost(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    import pruning.training as training
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("exploded on purpose")
+
+    monkeypatch.setattr(training, "evaluate", boom)
+    monkeypatch.setattr("pruning.session.evaluate", boom)
+    run = run_session(TINY, store, measure_latency=False)
+    assert run.status == "failed"
+    assert "exploded on purpose" in run.error
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": "nope"}, "unknown model 'nope'"),
+    ({"sparsity": 1.0}, "sparsity must be in [0, 1)"),
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"method": "magnitude", "method_params": {"zzz": "1"}}, "no parameter zzz"),
+])
+def test_bad_input_writes_nothing(tmp_path, change, message):
+    store = RunStore(tmp_path / "home")
+    with pytest.raises(ConfigError) as info:
+        run_session(TINY.replace(**change), store)
+    assert message in str(info.value)
+    assert not (tmp_path / "home").exists()

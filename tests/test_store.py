@@ -1,0 +1,73 @@
+"""RunStore: round trip of every record kind, WAL mode, and two processes writing at once."""
+import multiprocessing as mp
+import sqlite3
+
+import pytest
+import torch
+
+from pruning.config import RunConfig
+from pruning.masks import Mask
+from pruning.store import RunStore, UnknownRunError
+
+
+def test_round_trip(tmp_path):
+    store = RunStore(tmp_path)
+    config = RunConfig(sparsity=0.8, seed=3, method_params={"lam": 5.0})
+    run_id = store.create_run(config, {"torch": torch.__version__}, name="mine")
+    store.add_epoch(run_id, {"epoch": 1, "test_acc": 0.5, "layer_sparsity": {"a.weight": 0.25}})
+    store.add_epoch(run_id, {"epoch": 2, "test_acc": 0.75, "lr": float("nan")})
+    store.add_trace(run_id, "aswl", 10, {"attention": [0.5, 0.4]})
+    mask = Mask({"a.weight": torch.tensor([[True, False, True]]), "b.weight": torch.zeros(5, dtype=torch.bool)})
+    store.add_snapshot(run_id, 7, 1.5, mask)
+    store.finish_run(run_id, "done", {"test_acc": 0.75, "params": 123})
+
+    run = store.get_run(run_id[:12])  # a unique prefix resolves
+    assert run.id == run_id and run.status == "done" and run.name == "mine"
+    assert run.config == config
+    assert run.summary == {"test_acc": 0.75, "params": 123}
+    assert [e["test_acc"] for e in store.epochs(run_id)] == [0.5, 0.75]
+    assert store.epochs(run_id)[1]["lr"] is None  # NaN stored as null, still valid JSON
+    assert store.traces(run_id, "aswl") == [{"kind": "aswl", "step": 10, "attention": [0.5, 0.4]}]
+    assert store.snapshots(run_id) == [{"step": 7, "epoch": 1.5, "sparsity": pytest.approx(mask.sparsity())}]
+    assert store.load_snapshot(run_id, 7).equals(mask)
+    assert [r.id for r in store.list_runs()] == [run_id]
+
+    store.delete_run(run_id)
+    assert store.list_runs() == []
+    assert not store.run_dir(run_id).exists()
+    with pytest.raises(UnknownRunError, match="no run"):
+        store.get_run(run_id)
+
+
+def test_wal_mode_and_nothing_created_before_first_write(tmp_path):
+    store = RunStore(tmp_path / "home")
+    assert store.list_runs() == []
+    with pytest.raises(UnknownRunError):
+        store.get_run("nope")
+    assert not (tmp_path / "home").exists()
+    store.create_run(RunConfig(), {})
+    mode = sqlite3.connect(store.db_path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def _writer(home, worker, count):
+    store = RunStore(home)
+    for i in range(count):
+        run_id = store.create_run(RunConfig(seed=worker * 1000 + i), {})
+        for epoch in range(3):
+            store.add_epoch(run_id, {"epoch": epoch, "worker": worker})
+        store.finish_run(run_id, "done", {"worker": worker})
+
+
+def test_two_processes_write_at_once(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 15)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    runs = RunStore(tmp_path).list_runs()
+    assert len(runs) == 30
+    assert sorted(r.summary["worker"] for r in runs) == [1] * 15 + [2] * 15
+    assert all(len(RunStore(tmp_path).epochs(r.id)) == 3 for r in runs)
