@@ -214,8 +214,9 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
             if step % events_every == 0:
                 target = hooks.target_sparsity()
                 ctx.emit(phase, ctx.epochs_done * steps_per_epoch + (step - epoch * steps_per_epoch),
-                         max(ctx.total_epochs, ctx.epochs_done + epochs) * steps_per_epoch,
-                         loss=float(task_loss), target_sparsity=target, epoch=ctx.epochs_done + 1)
+                         # epochs_done already counts this fit's finished epochs
+                         max(ctx.total_epochs, ctx.epochs_done - epoch + epochs) * steps_per_epoch,
+                         loss=float(task_loss.detach()), target_sparsity=target, epoch=ctx.epochs_done + 1)
         train_loss = float(loss_sum) / max(seen, 1)
         train_acc = float(correct_sum) / max(seen, 1)
         test_loss, test_acc = evaluate(model, data, device)
