@@ -226,17 +226,19 @@ SPARSITY_KINDS = (("target_sparsity", "target"), ("mask_sparsity", "mask"),
 
 
 def sparsity_frame(summaries: dict[str, dict]) -> pd.DataFrame:
-    """Long frame (run, kind, value) of the three sparsities and the removed fractions of
-    parameters and FLOPs, from {run label: summary}."""
+    """Long frame (run, group, kind, value) from {run label: summary}: the three sparsities
+    (target = what the schedule asked, mask = zeros among prunable weights, effective = share of
+    all parameters physically removable), then the zero share of all parameters and the FLOPs
+    skipped under the mask and removed physically."""
     rows = []
     for label, s in summaries.items():
         for key, kind in SPARSITY_KINDS:
             if s.get(key) is not None:
                 rows.append({"run": label, "group": "sparsity", "kind": f"{kind} sparsity",
                              "value": float(s[key])})
-        for kind, num, den in (("parameters removed", "params_nonzero", "params_dense"),
-                               ("FLOPs removed", "flops", "flops_dense"),
-                               ("params removed physically", "params_compact", "params_dense"),
+        # effective sparsity already is "parameters removed physically"
+        for kind, num, den in (("all params zero", "params_nonzero", "params_dense"),
+                               ("FLOPs skipped (mask)", "flops", "flops_dense"),
                                ("FLOPs removed physically", "flops_compact", "flops_dense")):
             if s.get(num) is not None and s.get(den):
                 rows.append({"run": label, "group": "ratio", "kind": kind,

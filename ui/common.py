@@ -223,3 +223,75 @@ def slot_running(slot: str) -> bool:
     """True while the job this session started in ``slot`` is training."""
     job = jobs.manager().get(state.job_id(slot))
     return job is not None and job.progress().running
+
+
+# ---- one run's report -------------------------------------------------------------------------
+def run_report(run: Run, *, key: str, store_: RunStore | None = None,
+               curves: bool = True) -> None:
+    """A run's result: status, the sparsities and ratios side by side, curves, per-layer bars."""
+    from ui import charts, forms
+
+    store_ = store_ or store()
+    s = run.summary
+    if run.status == "failed":
+        st.error(f"This run failed: {(run.error or 'no reason recorded').splitlines()[0]}")
+    elif run.status == "stopped":
+        st.warning(f"This run was stopped after {s.get('epochs_done', 0)} epoch(s); "
+                   "its history up to then is kept.")
+    elif run.status == "running":
+        st.info("This run is still training; its history so far is shown.")
+    cols = st.columns(5)
+    cols[0].metric("Test accuracy", fmt_pct(s.get("test_acc")))
+    cols[1].metric("Target sparsity", fmt_pct(s.get("target_sparsity", run.config.sparsity)),
+                   help="What the schedule asked for at the end of training.")
+    cols[2].metric("Mask sparsity", fmt_pct(s.get("mask_sparsity")),
+                   help="Zeros among the prunable weights (first and last layer excluded "
+                        "unless chosen).")
+    cols[3].metric("Effective sparsity", fmt_pct(s.get("effective_sparsity")),
+                   help="Share of all parameters that physically disappear when empty "
+                        "channels are cut out of the network.")
+    cols[4].metric("Latency (final / dense)",
+                   f"{fmt_ms(s.get('latency_ms'))}" if s.get("latency_ms") is not None else "–",
+                   delta=None if s.get("latency_dense_ms") is None
+                   else f"dense {fmt_ms(s.get('latency_dense_ms'))}", delta_color="off",
+                   help=f"median batch latency on {s.get('latency_device', 'this machine')}, "
+                        f"batch {s.get('latency_batch_size', '–')}")
+    cols = st.columns(4)
+    cols[0].metric("Parameters nonzero", fmt_int(s.get("params_nonzero")),
+                   help=f"of {fmt_int(s.get('params_dense'))} in the dense model")
+    cols[1].metric("Parameters after removal", fmt_int(s.get("params_compact")))
+    cols[2].metric("FLOPs under the mask", fmt_mflops(s.get("flops")),
+                   help=f"dense: {fmt_mflops(s.get('flops_dense'))} per image")
+    cols[3].metric("FLOPs after removal", fmt_mflops(s.get("flops_compact")))
+    rows = store_.epochs(run.id)
+    if curves and rows:
+        st.plotly_chart(charts.training_curves(pd.DataFrame(rows)), key=f"{key}-curves")
+        caption("Test accuracy (left) and sparsity (right) after each epoch: dashed = the "
+                "schedule's target, solid = the mask's actual sparsity.")
+    if s:
+        left, right = st.columns(2)
+        with left:
+            st.plotly_chart(charts.sparsity_bars({run.label(): s}, height=340),
+                            key=f"{key}-sparsity")
+            caption("Three sparsities side by side (target, mask, effective), then the share of "
+                    "all parameters that are zero and of FLOPs skipped or removed.")
+        layers = next((r["layer_sparsity"] for r in reversed(rows) if r.get("layer_sparsity")),
+                      None)
+        with right:
+            if layers:
+                st.plotly_chart(charts.layer_bars(layers, title=None), key=f"{key}-layers")
+                caption("Final sparsity of each prunable layer, input side on top: global "
+                        "criteria prune the large layers hardest.")
+    with st.expander("Configuration and command line"):
+        st.code(forms.cli_command(run.config), language="bash")
+        st.json(run.config.to_dict(), expanded=False)
+
+
+def page_link(path: str, label: str) -> None:
+    """``st.page_link`` to another page of the app; plain text when the page runs on its own
+    (``streamlit run pages/x.py`` or a test), where Streamlit knows no other pages."""
+    try:
+        st.page_link(path, label=label)
+    except st.errors.StreamlitAPIException:
+        name = path.rsplit("/", 1)[-1].removesuffix(".py").split("_", 1)[-1].replace("_", " ")
+        st.markdown(f"{label} (the *{name}* page in the sidebar)")

@@ -87,28 +87,33 @@ def dataclass_widgets(cls: type | None, values: Mapping[str, Any] | None = None,
         help_text = f.metadata.get("help")
         wkey = f"{key}.{f.name}"
         label = _label(f.name)
+        # A widget whose key is already in session state keeps that value; passing a default too
+        # would only make Streamlit log a warning.
+        fresh = wkey not in st.session_state
         with cols[i % len(cols)]:
             if isinstance(default, bool):
-                out[f.name] = st.checkbox(label, value=bool(value), key=wkey, help=help_text,
-                                          disabled=disabled)
+                out[f.name] = st.checkbox(label, **({"value": bool(value)} if fresh else {}),
+                                          key=wkey, help=help_text, disabled=disabled)
             elif options:
                 index = options.index(value) if value in options else 0
-                out[f.name] = st.selectbox(label, options, index=index, key=wkey,
-                                           help=help_text, disabled=disabled)
+                out[f.name] = st.selectbox(label, options, **({"index": index} if fresh else {}),
+                                           key=wkey, help=help_text, disabled=disabled)
             elif isinstance(default, int):
-                out[f.name] = int(st.number_input(label, value=int(value), step=1, key=wkey,
-                                                  help=help_text, disabled=disabled))
+                out[f.name] = int(st.number_input(label, **({"value": int(value)} if fresh else {}),
+                                                  step=1, key=wkey, help=help_text,
+                                                  disabled=disabled))
             elif isinstance(default, float):
-                out[f.name] = float(st.number_input(label, value=float(value), key=wkey,
-                                                    help=help_text, format="%.4g",
-                                                    disabled=disabled))
+                out[f.name] = float(st.number_input(
+                    label, **({"value": float(value)} if fresh else {}), key=wkey,
+                    help=help_text, format="%.4g", disabled=disabled))
             elif isinstance(default, tuple):
-                text = st.text_input(label, value=tuple_text(value), key=wkey,
-                                     help=help_text or "whole numbers separated by x, e.g. 1x4",
-                                     disabled=disabled)
-                out[f.name] = parse_tuple(text, f"{label}")
+                text = st.text_input(label, **({"value": tuple_text(value)} if fresh else {}),
+                                     key=wkey, disabled=disabled,
+                                     help=help_text or "whole numbers separated by x, e.g. 1x4")
+                out[f.name] = parse_tuple(text, label)
             else:
-                out[f.name] = st.text_input(label, value="" if value is None else str(value),
+                text_value = "" if value is None else str(value)
+                out[f.name] = st.text_input(label, **({"value": text_value} if fresh else {}),
                                             key=wkey, help=help_text, disabled=disabled)
     return out
 
@@ -256,3 +261,17 @@ def parse_list(text: str, kind: type, what: str) -> list:
     except ValueError:
         raise ConfigError(f"{what}: write a comma-separated list of {kind.__name__} values, "
                           f"e.g. 0.5, 0.8, 0.9 (got {text!r})") from None
+
+
+def cli_command(config: RunConfig) -> str:
+    """The ``python -m pruning run`` line that reproduces ``config`` (non-default flags only)."""
+    parts = ["python -m pruning run"]
+    for name, text in config_to_query(config).items():
+        if name.startswith(PARAM_PREFIX):
+            parts.append(f"--param {name[len(PARAM_PREFIX):]}={text}")
+        elif isinstance(getattr(config, name), bool):
+            flag = "--" + name.replace("_", "-")
+            parts.append(flag if getattr(config, name) else "--no-" + flag[2:])
+        else:
+            parts.append(f"--{name.replace('_', '-')} {text}")
+    return " ".join(parts)
