@@ -1,0 +1,67 @@
+"""Layer attention: what ASWL learned about each layer (He, Shi, Dong, arXiv 2111.02399).
+
+ASWL gives every prunable layer a trainable attention a_l; the layer is pruned at
+p_l = min((1 − a_l)^γ, 0.99). This page draws a_l and p_l over training and the final per-layer
+ratios next to uniform and global-magnitude allocations at the same overall sparsity.
+"""
+import streamlit as st
+
+from pruning.config import RunConfig
+from ui import analysis_charts as ac
+from ui import common
+
+common.page_setup(
+    "Layer attention",
+    "**ASWL** learns *how much to prune each layer* while training from scratch: every layer "
+    "gets an attention a_l that scales its output, and the layer is magnitude-pruned at its "
+    "own ratio p_l = (1 − a_l)^γ. Layers the network needs keep a high attention and are pruned "
+    "less.")
+
+with st.expander("How ASWL works, and how this implementation reads the paper"):
+    st.markdown(ac.method_description("aswl"))
+
+store = common.store()
+with common.user_errors():
+    runs = ac.runs_with_trace(store, common.finished_runs(store, where=lambda r: r.config.method == "aswl"),
+                              "aswl")
+    if not runs:
+        common.empty_state(
+            "No ASWL run yet. Train one (small CNN on digits, 90 % target; about a minute on a "
+            "CPU) and this page draws its attentions and per-layer ratios.",
+            key="aswl", config=RunConfig(method="aswl"),
+            button="Run ASWL on the default model")
+        st.stop()
+
+    run = common.run_picker("ASWL run", runs, key="aswl-run")
+    s = run.summary
+    cols = st.columns(4)
+    cols[0].metric("Target sparsity", common.fmt_pct(run.config.sparsity))
+    cols[1].metric("Reached (mask)", common.fmt_pct(s.get("mask_sparsity")))
+    cols[2].metric("Test accuracy", common.fmt_pct(s.get("test_acc")))
+    cols[3].metric("λ, γ", f"{run.config.method_params.get('lam', 5.0):g}, "
+                           f"{run.config.method_params.get('gamma', 1.0):g}")
+
+    frame = ac.aswl_frame(store.traces(run.id, "aswl"))
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(ac.aswl_lines_figure(frame, "attention"), key="aswl-attention")
+        common.caption("Each layer's attention a_l over training (starts at 0.5): a layer the "
+                       "loss needs drifts up and is pruned less.")
+    with right:
+        st.plotly_chart(ac.aswl_lines_figure(frame, "ratio"), key="aswl-ratio")
+        common.caption("Each layer's pruning ratio p_l = (1 − a_l)^γ over training; the dashed "
+                       "line is the whole network's sparsity, pulled towards the target by λ.")
+
+    finals = store.traces(run.id, "aswl_final")
+    if finals:
+        allocation = ac.allocation_frame(finals[-1])
+        st.subheader("Final per-layer ratios vs simple allocations")
+        st.plotly_chart(ac.allocation_figure(allocation), key="aswl-allocation")
+        overall = ac.overall_sparsity(allocation)
+        common.caption(
+            "Share of each layer's weights pruned at the end: ASWL's learned choice beside "
+            "pruning every layer equally (uniform) and one magnitude threshold over all layers "
+            "(global magnitude), all at the same overall sparsity "
+            f"({common.fmt_pct(overall.get('ASWL (learned)'))}).")
+    else:
+        st.info("This run stopped before ASWL recorded its final ratios.")

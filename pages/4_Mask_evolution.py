@@ -1,0 +1,104 @@
+"""Mask evolution: each prunable layer's mask over training, two runs side by side, and churn.
+
+A mask snapshot is stored about 20 times per run (RunStore.snapshots). Here one layer's snapshots
+play as a film (plotly frames), by default for a one-cycle run (Hubens et al., arXiv 2107.02086)
+next to an iterative one with the same model and seed, so the only difference is the schedule.
+"""
+import pandas as pd
+import streamlit as st
+
+from pruning.config import RunConfig
+from ui import analysis_charts as ac
+from ui import common
+from ui import masks_view as mv
+
+common.page_setup(
+    "Mask evolution",
+    "Which weights survive, and when? Each picture is one layer's mask (dark = kept, pale = "
+    "pruned) at a moment of training; press ▶ play to watch it thin out. Two schedules that "
+    "reach the same sparsity can get there very differently — gradually (one-cycle) or in "
+    "steps (iterative) — and some weights are pruned and later come back (churn).")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def film_tables(home: str, run_id: str, count: int):
+    """Layer names, churn and per-layer sparsity of a run's snapshots (``count`` keys the cache)."""
+    snaps = mv.load_snapshots(common.store(), run_id)
+    return (list(snaps[-1].mask) if snaps else [], mv.churn_frame(snaps),
+            mv.layer_sparsity_frame(snaps))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def film(home: str, run_id: str, count: int, layer: str) -> mv.LayerFilm:
+    return mv.layer_film(mv.load_snapshots(common.store(), run_id), layer)
+
+
+def pair_configs() -> list[RunConfig]:
+    base = RunConfig()
+    return [base.replace(schedule="one_cycle"), base.replace(schedule="iterative")]
+
+
+PAIR_HELP = ("Trains the default small CNN (digits, 90 %, seed 0) twice, under a one-cycle and "
+             "an iterative schedule, so only the schedule differs (about a minute each on a CPU).")
+
+store = common.store()
+with common.user_errors():
+    candidates = common.finished_runs(store, statuses=("done", "stopped"))
+    counts = {r.id: len(store.snapshots(r.id)) for r in candidates}
+    runs = [r for r in candidates if counts[r.id]]
+    if not runs:
+        common.empty_state("No run with mask snapshots yet. " + PAIR_HELP, key="masks",
+                           configs=pair_configs(),
+                           button="Run one-cycle and iterative (same model and seed)")
+        st.stop()
+
+    pair = mv.pick_pair(runs)
+    if pair is None:
+        with st.expander("No one-cycle / iterative pair with the same model and seed yet — "
+                         "train one"):
+            common.empty_state(PAIR_HELP, key="masks-pair", configs=pair_configs(),
+                               button="Run one-cycle and iterative")
+    left, right = st.columns(2)
+    with left:
+        run_a = common.run_picker("Left run", runs, key="masks-a",
+                                  default=pair[0].id if pair else runs[0].id)
+    others = [r for r in runs if r.id != run_a.id]
+    with right:
+        run_b = common.run_picker(
+            "Right run", others, key="masks-b",
+            default=pair[1].id if pair and pair[1].id != run_a.id else None) if others else None
+
+    home = str(store.home)
+    chosen = [run_a] + ([run_b] if run_b is not None else [])
+    tables = {r.id: film_tables(home, r.id, counts[r.id]) for r in chosen}
+    layers = tables[run_a.id][0]
+    layer = st.selectbox("Layer", layers, format_func=ac.short_name, key="masks-layer",
+                         help="Only prunable layers have masks (by default the first and last "
+                              "layers are not pruned).")
+    films = [(common.run_title(r), film(home, r.id, counts[r.id], layer))
+             for r in chosen if layer in tables[r.id][0]]
+    if len(films) < len(chosen):
+        st.info(f"The right run has no layer {layer} (a different model); showing the left run only.")
+    alignment = (mv.progress_alignment(films[0][1].epochs, films[1][1].epochs)
+                 if len(films) == 2 else None)
+    st.plotly_chart(ac.mask_film_figure(films, alignment), key="masks-film")
+    picture = films[0][1].picture
+    common.caption(f"What am I looking at: {picture.describe()} Dark cells are kept weights, pale "
+                   "ones pruned; the slider steps through the stored snapshots (aligned by "
+                   "training progress when the runs differ in length).")
+
+    def stacked(index: int) -> pd.DataFrame:
+        """Churn (1) or per-layer sparsity (2) of the chosen runs, with a ``run`` column."""
+        return pd.concat([tables[r.id][index].assign(run=common.run_title(r)) for r in chosen],
+                         ignore_index=True)
+
+    st.subheader("Churn: weights that changed sides")
+    st.plotly_chart(ac.churn_figure(stacked(1)), key="masks-churn")
+    common.caption("Mask entries that flipped (kept → pruned or pruned → kept) between one "
+                   "snapshot and the next, all layers together; hover for how many were "
+                   "pruned and how many regrew.")
+
+    st.subheader("Per-layer sparsity over training")
+    st.plotly_chart(ac.layer_sparsity_figure(stacked(2)), key="masks-sparsity")
+    common.caption("Share of each layer's weights pruned at every snapshot, one panel per run: "
+                   "global pruning lets layers end at very different sparsities.")
