@@ -1,0 +1,192 @@
+"""Runs page: the history of every run, two or more compared side by side, one run's full report
+with its export files (masked weights .pt, compact model, ONNX, metrics CSV), rename and delete.
+
+Everything is read back from the store; export files are produced only when their download button
+is clicked (``st.download_button`` with a callable), so opening the page costs nothing.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from pruning.export import export_run, metrics_csv
+from pruning.store import Run
+from ui import charts, common, state
+
+HISTORY_COLUMNS = {
+    "label": "run", "status": "status", "model": "model", "dataset": "dataset",
+    "method": "method", "schedule": "schedule",
+    "target": st.column_config.NumberColumn("target", format="percent"),
+    "test_acc": st.column_config.NumberColumn("test accuracy", format="percent"),
+    "mask_sparsity": st.column_config.NumberColumn("mask sparsity", format="percent"),
+    "effective_sparsity": st.column_config.NumberColumn("effective sparsity", format="percent"),
+    "params_nonzero": st.column_config.NumberColumn("nonzero params", format="localized"),
+    "flops": st.column_config.NumberColumn("FLOPs (masked)", format="compact"),
+    "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.2f"),
+    "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
+    "created": "started", "id": "id",
+}
+
+#: rows of the side-by-side summary: (label, summary key, formatter)
+SUMMARY_ROWS = (
+    ("status", None, None),
+    ("model · dataset", None, None),
+    ("method · schedule", None, None),
+    ("test accuracy", "test_acc", common.fmt_pct),
+    ("target sparsity", "target_sparsity", common.fmt_pct),
+    ("mask sparsity", "mask_sparsity", common.fmt_pct),
+    ("effective sparsity", "effective_sparsity", common.fmt_pct),
+    ("nonzero parameters", "params_nonzero", common.fmt_int),
+    ("parameters after removal", "params_compact", common.fmt_int),
+    ("FLOPs dense", "flops_dense", common.fmt_mflops),
+    ("FLOPs under the mask", "flops", common.fmt_mflops),
+    ("FLOPs after removal", "flops_compact", common.fmt_mflops),
+    ("latency dense", "latency_dense_ms", common.fmt_ms),
+    ("latency final", "latency_ms", common.fmt_ms),
+    ("epochs", "epochs_done", str),
+    ("duration (s)", "duration_s", lambda v: f"{v:.1f}"),
+)
+
+
+def summary_table(runs: list[Run]) -> pd.DataFrame:
+    """Metrics as rows, runs as columns (the side-by-side comparison)."""
+    table = {}
+    for run in runs:
+        c, s = run.config, run.summary
+        column = []
+        for label, key, fmt in SUMMARY_ROWS:
+            if label == "status":
+                column.append(run.status)
+            elif label == "model · dataset":
+                column.append(f"{c.model} · {c.dataset}")
+            elif label == "method · schedule":
+                column.append(f"{c.method} · {c.schedule}")
+            else:
+                value = s.get(key)
+                column.append("–" if value is None else fmt(value))
+        table[common.run_title(run)] = column
+    return pd.DataFrame(table, index=[label for label, _, _ in SUMMARY_ROWS])
+
+
+def history(runs: list[Run]) -> None:
+    statuses = sorted({r.status for r in runs})
+    chosen = st.multiselect("status", statuses, default=statuses, key="runs-status")
+    frame = common.runs_frame([r for r in runs if r.status in chosen])
+    if frame.empty:
+        st.caption("No run has the chosen status.")
+        return
+    frame["created"] = frame["created"].map(common.fmt_time)
+    columns = [c for c in HISTORY_COLUMNS if c in frame]
+    st.dataframe(frame[columns], hide_index=True, width="stretch",
+                 column_config={k: v for k, v in HISTORY_COLUMNS.items() if k in columns})
+    st.caption(f"{len(frame)} run(s), newest first. Target = the sparsity asked for; mask = "
+               "zeros among prunable weights; effective = share of all parameters removable.")
+
+
+def compare(runs: list[Run]) -> None:
+    finished = [r for r in runs if r.status in ("done", "stopped")]
+    if len(finished) < 2:
+        common.empty_state("Comparing needs two finished runs. Train the default session "
+                           "(again with another seed or schedule on the Run page).",
+                           key="runs-compare")
+        return
+    chosen = common.runs_picker("runs to compare", finished, key="runs-compare-pick",
+                                default=state.chosen_runs("compare"))
+    state.set_chosen_runs("compare", [r.id for r in chosen])
+    if len(chosen) < 2:
+        st.info("Choose at least two runs to compare.")
+        return
+    st.dataframe(summary_table(chosen), width="stretch")
+    st.caption("The chosen runs side by side: accuracy, the three sparsities, parameters, FLOPs "
+               "and measured latency.")
+    labels = {r.id: common.run_title(r) for r in chosen}
+    epochs = common.epochs_frame(common.store(), [r.id for r in chosen], labels)
+    st.plotly_chart(charts.training_curves(epochs), key="runs-compare-curves")
+    st.caption("Test accuracy and mask sparsity over epochs, one colour per run (dashed: each "
+               "run's target).")
+    st.plotly_chart(charts.sparsity_bars({labels[r.id]: r.summary for r in chosen}),
+                    key="runs-compare-sparsity")
+    st.caption("Target vs mask vs effective sparsity, and the share of parameters zero and of "
+               "FLOPs skipped or removed, per run.")
+
+
+def _export_bytes(run_id: str, kind: str):
+    """A callable for st.download_button: builds one export file when the button is clicked."""
+    def build() -> bytes:
+        store = common.store()
+        if kind == "metrics":
+            return metrics_csv(store, run_id).encode()
+        with tempfile.TemporaryDirectory(prefix="pruning-export-") as tmp:
+            paths = export_run(store, run_id, tmp, onnx=kind == "onnx", compact=kind != "weights")
+            return Path(paths[kind]).read_bytes()
+    return build
+
+
+def details(runs: list[Run]) -> None:
+    run = common.run_picker("run", runs, key="runs-detail-pick")
+    if run is None:
+        return
+    common.run_report(run, key="runs-detail")
+    st.markdown("**Export**")
+    has_model = common.store().model_path(run.id).exists()
+    cols = st.columns(4)
+    cols[0].download_button("Metrics (CSV)", _export_bytes(run.id, "metrics"),
+                            file_name=f"run-{run.id}-metrics.csv", mime="text/csv",
+                            key="export-metrics", on_click="ignore")
+    for col, kind, label, suffix in ((cols[1], "weights", "Pruned weights (.pt)", "-weights.pt"),
+                                     (cols[2], "compact", "Compact model (.pt)", "-compact.pt"),
+                                     (cols[3], "onnx", "ONNX (compact)", ".onnx")):
+        col.download_button(label, _export_bytes(run.id, kind), file_name=f"run-{run.id}{suffix}",
+                            mime="application/octet-stream", key=f"export-{kind}",
+                            on_click="ignore", disabled=not has_model,
+                            help=None if has_model else "this run saved no model (it did not "
+                                                         "finish)")
+    st.caption("Weights: the masked state_dict (torch.load(..., weights_only=True)). Compact: "
+               "the model with empty channels cut out. ONNX: the compact model, batch dimension "
+               "dynamic. CSV: one row per epoch, per-layer sparsity in columns.")
+
+
+def manage(runs: list[Run]) -> None:
+    run = common.run_picker("run", runs, key="runs-manage-pick")
+    if run is None:
+        return
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    name = c1.text_input("name", value=run.name or "", key=f"runs-name-{run.id}",
+                         placeholder=run.label())
+    if c2.button("Rename", key="runs-rename"):
+        with common.user_errors():
+            common.store().rename_run(run.id, name.strip() or None)
+            st.rerun()
+    st.divider()
+    confirm = st.checkbox(f"I want to delete run {run.id} and its files", key=f"runs-del-ok-{run.id}")
+    if st.button("Delete run", key="runs-delete", disabled=not confirm or run.status == "running",
+                 help="running runs cannot be deleted; stop them first"):
+        with common.user_errors():
+            common.store().delete_run(run.id)
+            st.toast(f"Deleted run {run.id}")
+            st.rerun()
+
+
+def main() -> None:
+    common.page_setup("Runs", "Every run in the store: its history, a side-by-side comparison, "
+                              "the full report of one run with its export files, and clean-up.")
+    runs = common.store().list_runs()
+    if not runs:
+        common.empty_state("No runs yet. Train the default session (a few seconds on a CPU) "
+                           "and it will appear here.", key="runs")
+        return
+    tabs = st.tabs(["History", "Compare", "Details & export", "Rename / delete"])
+    with tabs[0]:
+        history(runs)
+    with tabs[1]:
+        compare(runs)
+    with tabs[2]:
+        details(runs)
+    with tabs[3]:
+        manage(runs)
+
+
+main()
