@@ -1,0 +1,143 @@
+"""Schedules page: when to prune. The registered schedules' curves on one chart, shaped with
+sliders (final and initial sparsity, α and β of one-cycle, the steps of iterative, the pruning
+window); then, for chosen runs, accuracy and sparsity over training overlaid, and a button that
+trains the same model and seed under each chosen schedule.
+
+The curves come from ``pruning.schedules.make_schedule`` (the same objects a run uses), so what is
+drawn is exactly what training follows.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pruning.config import RunConfig
+from pruning.schedules import SCHEDULES, make_schedule
+from pruning.store import Run
+from ui import charts, common, state
+
+SLOT = "schedules"
+COMPARED = ("one_shot", "iterative", "agp", "one_cycle")
+
+
+def settings() -> dict:
+    """The sliders; returns make_schedule's keyword arguments plus the chosen schedule names."""
+    names = st.multiselect("schedules", SCHEDULES.names(),
+                           default=[n for n in COMPARED if n in SCHEDULES], key="sch-names")
+    c1, c2, c3 = st.columns(3)
+    final = c1.slider("final sparsity", 0.0, 0.99, 0.9, 0.01, key="sch-final")
+    initial = c1.slider("initial sparsity", 0.0, 0.99, 0.0, 0.01, key="sch-initial")
+    alpha = c2.slider("one-cycle α (steepness)", 1.0, 30.0, 14.0, 0.5, key="sch-alpha")
+    beta = c2.slider("one-cycle β (offset)", 0.0, 15.0, 5.0, 0.5, key="sch-beta")
+    steps = c3.slider("iterative steps", 1, 10, 3, key="sch-steps")
+    custom = c3.checkbox("one window for all", key="sch-custom",
+                         help="off: each schedule uses its own default window (one-shot prunes "
+                              "at half-time, iterative and AGP start at 20 %)")
+    window = c3.slider("pruning window (fraction of training)", 0.0, 1.0, (0.2, 0.8), 0.05,
+                       key="sch-window", disabled=not custom)
+    return {"names": names, "final": final, "initial": min(initial, final), "alpha": alpha,
+            "beta": beta, "steps": steps,
+            "start": window[0] if custom else None, "end": window[1] if custom else None}
+
+
+def curves(s: dict) -> pd.DataFrame:
+    progress = np.linspace(0.0, 1.0, 401)
+    rows = []
+    for name in s["names"]:
+        try:
+            schedule = make_schedule(name, final=s["final"], initial=s["initial"],
+                                     start=s["start"], end=s["end"], alpha=s["alpha"],
+                                     beta=s["beta"], steps=s["steps"])
+        except ValueError as exc:
+            st.error(f"{name}: {exc}")
+            continue
+        rows += [{"progress": float(t), "target": schedule(float(t)), "schedule": name}
+                 for t in progress]
+    return pd.DataFrame(rows, columns=["progress", "target", "schedule"])
+
+
+def schedule_configs(base: RunConfig, s: dict) -> list[RunConfig]:
+    """The same model, data, method and seed under each chosen schedule, with the sliders'
+    shape parameters."""
+    window = {} if s["start"] is None else {"window_start": s["start"], "window_end": s["end"]}
+    return [base.replace(schedule=name, sparsity=s["final"], initial_sparsity=s["initial"],
+                         alpha=s["alpha"], beta=s["beta"], steps=s["steps"], **window)
+            for name in s["names"]]
+
+
+def default_group(runs: list[Run]) -> list[str]:
+    """The newest runs that differ only in their schedule (the last comparison trained)."""
+    if not runs:
+        return []
+    def key(r: Run):
+        c = r.config
+        return (c.model, c.dataset, c.method, c.seed, c.sparsity, c.epochs)
+    newest = key(runs[0])
+    group, seen = [], set()
+    for r in runs:
+        if key(r) == newest and r.config.schedule not in seen:
+            group.append(r.id)
+            seen.add(r.config.schedule)
+    return group
+
+
+def trained(s: dict) -> None:
+    st.subheader("The same model trained under each schedule")
+    runs = common.finished_runs(statuses=("done", "stopped"))
+    by_id = {r.id: r for r in runs}
+    base_run = common.run_picker("model, data, method and seed from run", runs,
+                                 key="sch-base") if runs else None
+    base = base_run.config if base_run else RunConfig()
+    st.caption(f"Trains **{base.model}** on **{base.dataset}** with **{base.method}**, seed "
+               f"{base.seed}, {base.epochs} epochs, once per chosen schedule, with the sliders' "
+               f"shape: {len(s['names'])} run(s) one after another in the background.")
+    if st.button("Train under each schedule", type="primary", key="sch-train",
+                 disabled=not s["names"] or common.slot_running(SLOT)):
+        common.start_job(SLOT, schedule_configs(base, s))
+    progress = common.show_job(SLOT, show_curves=True)
+    if progress is not None and not progress.running and progress.run_ids:
+        state.set_chosen_runs("schedules", list(progress.run_ids))
+    if not runs:
+        st.info("No finished runs yet: the button above trains the default session's model "
+                "under each chosen schedule, then their curves appear here overlaid.")
+        return
+    default = [i for i in state.chosen_runs("schedules") if i in by_id] or default_group(runs)
+    chosen = common.runs_picker("runs to overlay", runs, key="sch-overlay", default=default)
+    if not chosen:
+        st.info("Choose runs to overlay.")
+        return
+    labels = {r.id: f"{r.config.schedule} · s{r.config.seed} · {r.id[-6:]}" for r in chosen}
+    epochs = common.epochs_frame(common.store(), [r.id for r in chosen], labels)
+    st.plotly_chart(charts.training_curves(epochs), key="sch-overlay-curves")
+    common.caption("Test accuracy (left) and sparsity (right) per epoch for the chosen runs, one "
+                   "colour per run: dashed = target, solid = mask.")
+    table = pd.DataFrame([{"run": labels[r.id], "schedule": r.config.schedule,
+                           "final test accuracy": common.fmt_pct(r.summary.get("test_acc")),
+                           "mask sparsity": common.fmt_pct(r.summary.get("mask_sparsity")),
+                           "best test accuracy": common.fmt_pct(
+                               epochs.loc[epochs["run_id"] == r.id, "test_acc"].max())}
+                          for r in chosen])
+    st.dataframe(table, hide_index=True, width="stretch")
+    common.caption("Final and best test accuracy of each overlaid run; the same final sparsity "
+                   "reached along different paths.")
+
+
+def main() -> None:
+    common.page_setup(
+        "Schedules",
+        "A schedule says *when* the weights go: all at once (one-shot), in a few steps "
+        "(iterative), fast then slow (AGP's cubic), or slowly, then steeply, then slowly again "
+        "(one-cycle). Shape them here, then train the same network under each.")
+    s = settings()
+    frame = curves(s)
+    if frame.empty:
+        st.info("Choose at least one schedule above to draw its curve.")
+    else:
+        st.plotly_chart(charts.schedule_curves(frame), key="sch-curves")
+        common.caption("Target sparsity each schedule asks for over training (0 % = first step, "
+                       "100 % = last); the masks follow these curves step by step.")
+    trained(s)
+
+
+main()
