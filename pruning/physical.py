@@ -77,11 +77,22 @@ def _is_depthwise(module: nn.Module) -> bool:
     return isinstance(module, _CONV) and module.groups > 1 and module.groups == module.in_channels
 
 
-def _output_layers(model: nn.Module, probe: torch.Tensor) -> set[nn.Module]:
-    """The Conv/Linear layers whose output is the model's output (their channels are classes)."""
+def _probe(model: nn.Module, probe: torch.Tensor
+           ) -> tuple[torch.Tensor, dict[nn.Module, torch.Tensor], set[nn.Module]]:
+    """One forward pass on the probe batch: (output, each Conv/Linear layer's input, the layers
+    whose output is the model's output, whose channels are the classes and must all stay)."""
+    inputs: dict[nn.Module, torch.Tensor] = {}
     produced: list[tuple[torch.Tensor, nn.Module]] = []
-    handles = [m.register_forward_hook(lambda mod, args, out: produced.append((out, mod)))
-               for m in model.modules() if isinstance(m, _LAYERS)]
+
+    def keep_input(module, args):
+        inputs.setdefault(module, args[0].detach())
+
+    def keep_output(module, args, out):
+        produced.append((out, module))
+
+    layers = [m for m in model.modules() if isinstance(m, _LAYERS)]
+    handles = [m.register_forward_pre_hook(keep_input) for m in layers]
+    handles += [m.register_forward_hook(keep_output) for m in layers]
     try:
         with torch.no_grad():
             out = model(probe)
@@ -92,25 +103,26 @@ def _output_layers(model: nn.Module, probe: torch.Tensor) -> set[nn.Module]:
     found = {mod for tensor, mod in produced if any(tensor is o for o in outputs)}
     # The last layer in registration order is the classifier in every registered model; keep it
     # even when an op after it (a reshape) hides it from the identity check above.
-    layers = [m for m in model.modules() if isinstance(m, _LAYERS)]
-    return found | set(layers[-1:])
+    return out, inputs, found | set(layers[-1:])
 
 
-def _capture_inputs(model: nn.Module, probe: torch.Tensor) -> dict[nn.Module, torch.Tensor]:
-    """The input each Conv/Linear layer receives on the probe batch (first call only)."""
-    seen: dict[nn.Module, torch.Tensor] = {}
+def _drop_inputs(group, inputs: dict[nn.Module, torch.Tensor]) -> None:
+    """After pruning ``group``, the captured inputs of the layers reading it lose those channels.
 
-    def keep(module, args):
-        seen.setdefault(module, args[0].detach())
-
-    handles = [m.register_forward_pre_hook(keep) for m in model.modules() if isinstance(m, _LAYERS)]
-    try:
-        with torch.no_grad():
-            model(probe)
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
+    Every other value is unchanged (removal is exact), so this replaces a new probe pass.
+    """
+    dropped: dict[nn.Module, set[int]] = {}
+    for item in group:
+        module, handler = item.dep.target.module, item.dep.handler
+        if not isinstance(module, _LAYERS) or module not in inputs:
+            continue
+        if not group._DG.is_out_channel_pruning_fn(handler) or _is_depthwise(module):
+            dropped.setdefault(module, set()).update(item.idxs)
+    for module, idxs in dropped.items():
+        x = inputs[module]
+        dim = x.dim() - 1 if isinstance(module, nn.Linear) else 1
+        keep = [i for i in range(x.shape[dim]) if i not in idxs]
+        inputs[module] = x.index_select(dim, torch.as_tensor(keep, device=x.device))
 
 
 def _same_for_every_sample(x: torch.Tensor, channel_dim: int, idxs: list[int]) -> torch.Tensor:
@@ -237,11 +249,8 @@ def compact_model(model: nn.Module, mask: Mask | None, example_input: torch.Tens
     probe = torch.randn((max(PROBE_BATCH, example_input.shape[0]), *example_input.shape[1:]),
                         generator=generator).to(device=example_input.device,
                                                 dtype=example_input.dtype)
-    with torch.no_grad():
-        reference = compact(probe)
+    reference, inputs, skip = _probe(compact, probe)
     graph = None  # built on the first candidate: a model without zero channels needs none
-    skip = _output_layers(compact, probe)
-    inputs = None
     for module in [m for m in compact.modules() if isinstance(m, _LAYERS)]:
         if module in skip or _is_depthwise(module) or module.weight.shape[0] <= 1:
             continue
@@ -253,7 +262,6 @@ def compact_model(model: nn.Module, mask: Mask | None, example_input: torch.Tens
                     else tp.prune_conv_out_channels)
         if graph is None:
             graph = tp.DependencyGraph().build_dependency(compact, example_inputs=example_input)
-        inputs = _capture_inputs(compact, probe) if inputs is None else inputs
         group = graph.get_pruning_group(module, prune_fn, idxs=candidates)
         bad = _removable(group, inputs)
         chosen = [i for i in candidates if i not in bad]
@@ -267,8 +275,8 @@ def compact_model(model: nn.Module, mask: Mask | None, example_input: torch.Tens
         for item in consumers:
             _fold(item, inputs)
         _prune_bias_maps(group)
+        _drop_inputs(group, inputs)
         group.prune()
-        inputs = None  # indices changed: capture again before the next decision
     with torch.no_grad():
         result = compact(probe)
     error = float((result - reference).abs().max()) if result.shape == reference.shape else None
