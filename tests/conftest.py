@@ -1,0 +1,31 @@
+"""Shared fixtures: isolated PRUNING_HOME / PRUNING_DATA folders and the default digits data."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from pruning.config import RunConfig
+from pruning.data import DataBundle, load_dataset
+
+
+@pytest.fixture
+def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PRUNING_HOME -> tmp_path/home and PRUNING_DATA -> tmp_path/data; returns the home folder."""
+    monkeypatch.setenv("PRUNING_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PRUNING_DATA", str(tmp_path / "data"))
+    return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def _digits_once() -> DataBundle:
+    return load_dataset(RunConfig())
+
+
+@pytest.fixture
+def digits(_digits_once: DataBundle) -> DataBundle:
+    """The default digits DataBundle (8x8, 1 channel, 10 classes); a copy each test may modify."""
+    return dataclasses.replace(_digits_once, **{
+        name: getattr(_digits_once, name).clone()
+        for name in ("train_x", "train_y", "test_x", "test_y")})
