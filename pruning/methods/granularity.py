@@ -38,6 +38,7 @@ the only Python loops run over layers.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Mapping
 
 import torch
@@ -53,26 +54,62 @@ def prune_count(total: int, target: float) -> int:
     return int(round(target * total))
 
 
+def kth_largest(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th largest value of a 1-D tensor (1 <= k <= n), exactly, as a 0-d tensor.
+
+    Large vectors use sample-select: a strided sample of ~16k entries brackets the answer
+    between two of its order statistics (±4 standard deviations of the sample rank), one pass
+    counts what lies above the bracket and gathers what lies inside it, and ``topk`` runs on
+    that short list only. If the bracket misses (possible only for adversarial layouts) the
+    plain ``topk`` over everything gives the answer, so the result is always exact.
+    """
+    n = scores.numel()
+    if n > _SAMPLE_FROM:
+        sample = scores[::n // _SAMPLE_SIZE]
+        m = sample.numel()
+        rank = k * m / n                               # expected rank of the answer in the sample
+        spread = 4.0 * math.sqrt(rank * (1.0 - rank / m)) + 16.0
+        upper_rank, lower_rank = max(int(rank - spread), 1), min(int(rank + spread) + 1, m)
+        values = torch.topk(sample, lower_rank, sorted=True).values
+        upper, lower = values[upper_rank - 1], values[lower_rank - 1]
+        n_above = int((scores > upper).sum())
+        inside = scores[(scores <= upper) & (scores >= lower)]
+        need = k - n_above
+        if 1 <= need <= inside.numel():
+            return _kth_largest_plain(inside, need)
+    return _kth_largest_plain(scores, k)
+
+
+def _kth_largest_plain(scores: torch.Tensor, k: int) -> torch.Tensor:
+    n = scores.numel()
+    # whichever of the k largest or the n − k + 1 smallest is the shorter list (faster on CPU)
+    if k <= n // 2:
+        return torch.topk(scores, k, sorted=False).values.min()
+    return torch.topk(scores, n - k + 1, largest=False, sorted=False).values.max()
+
+
+_SAMPLE_FROM = 1 << 17  # below this many entries a plain topk is as fast
+_SAMPLE_SIZE = 1 << 14
+
+
 def keep_top(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask of the ``k`` largest entries of a 1-D tensor; ties go to the lower index.
 
-    ``topk`` finds the k-th largest value (asking for whichever of the k largest or the n − k + 1
-    smallest is the shorter list, which is several times faster on CPU); everything above it is
-    kept and the remaining places go to the first entries equal to it, so the count is exact and
-    the result does not depend on how topk orders ties.
+    Everything above the k-th largest value is kept and the remaining places go to the first
+    entries equal to it, so the count is exact and the result does not depend on how ``topk``
+    orders ties.
     """
     n = scores.numel()
     if k <= 0:
         return torch.zeros(n, dtype=torch.bool, device=scores.device)
     if k >= n:
         return torch.ones(n, dtype=torch.bool, device=scores.device)
-    if k <= n // 2:
-        threshold = torch.topk(scores, k, sorted=False).values.min()
-    else:
-        threshold = torch.topk(scores, n - k + 1, largest=False, sorted=False).values.max()
+    threshold = kth_largest(scores, k)
     above = scores > threshold
     ties = scores == threshold
-    room = k - above.sum()
+    room = k - int(above.sum())
+    if room == int(ties.sum()):  # the usual case: no run of equal scores straddles the cut
+        return above | ties
     return above | (ties & (torch.cumsum(ties, 0) <= room))
 
 
@@ -83,15 +120,18 @@ def sanitize(scores: Scores, alive: Mapping[str, torch.Tensor]) -> dict[str, tor
     values. Pruned entries are −inf, strictly below every live one, so they are never chosen while
     any live weight remains (monotonicity).
     """
-    dtype = functools.reduce(torch.promote_types, (s.dtype for s in scores.values()),
-                             torch.float32)
+    dtype = _common_dtype(scores)
+    return {name: _clean(scores[name], keep, dtype) for name, keep in alive.items()}
+
+
+def _common_dtype(scores: Scores) -> torch.dtype:
+    return functools.reduce(torch.promote_types, (s.dtype for s in scores.values()), torch.float32)
+
+
+def _clean(score: torch.Tensor, keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     info = torch.finfo(dtype)
-    out = {}
-    for name, keep in alive.items():
-        s = torch.nan_to_num(scores[name].detach().to(dtype), nan=info.min, posinf=info.max,
-                             neginf=info.min)
-        out[name] = torch.where(keep, s, torch.full_like(s, float("-inf")))
-    return out
+    s = torch.nan_to_num(score.detach().to(dtype), nan=info.min, posinf=info.max, neginf=info.min)
+    return torch.where(keep, s, float("-inf"))
 
 
 def select(scores: Scores, alive: Mapping[str, torch.Tensor], target: float, *, scope: str,
@@ -107,9 +147,12 @@ def select(scores: Scores, alive: Mapping[str, torch.Tensor], target: float, *, 
     if granularity not in GRANULARITIES:
         raise ValueError(f"unknown granularity {granularity!r}; "
                          f"choose one of: {', '.join(GRANULARITIES)}")
+    if granularity == "unstructured" and scope == "global":
+        return _select_global_unstructured(scores, alive, target)
     clean = sanitize(scores, alive)
     if granularity == "unstructured":
-        return _select_unstructured(clean, alive, target, scope)
+        return {name: keep_top(s.reshape(-1), s.numel() - prune_count(s.numel(), target))
+                .view_as(s) & alive[name] for name, s in clean.items()}
     if granularity == "nm":
         groups = {name: _nm_groups(s, alive[name], nm) for name, s in clean.items()}
     else:
@@ -118,19 +161,22 @@ def select(scores: Scores, alive: Mapping[str, torch.Tensor], target: float, *, 
     return _select_groups(groups, alive, target, scope)
 
 
-def _select_unstructured(clean, alive, target, scope):
-    if scope == "global":
-        flat = torch.cat([s.reshape(-1) for s in clean.values()])
-        # Where the target asks for more weights than are alive, the extra picks land on −inf
-        # entries and are dropped by ``& alive``: the mask never grows back.
-        keep = keep_top(flat, flat.numel() - prune_count(flat.numel(), target))
-        out, offset = {}, 0
-        for name, s in clean.items():
-            out[name] = keep[offset:offset + s.numel()].view_as(s) & alive[name]
-            offset += s.numel()
-        return out
-    return {name: keep_top(s.reshape(-1), s.numel() - prune_count(s.numel(), target)).view_as(s)
-            & alive[name] for name, s in clean.items()}
+def _select_global_unstructured(scores, alive, target):
+    # One ranking over the concatenation of all layers (the hot path of per-step magnitude
+    # pruning: a handful of vectorised passes over one vector).
+    names = list(alive)
+    dtype = _common_dtype(scores)
+    live = torch.cat([alive[n].reshape(-1) for n in names])
+    flat = _clean(torch.cat([scores[n].reshape(-1).to(dtype) for n in names]), live, dtype)
+    # Where the target asks for more weights than are alive, the extra picks land on −inf
+    # entries and are dropped by ``& live``: the mask never grows back.
+    keep = keep_top(flat, flat.numel() - prune_count(flat.numel(), target)) & live
+    out, offset = {}, 0
+    for n in names:
+        size = alive[n].numel()
+        out[n] = keep[offset:offset + size].view_as(alive[n])
+        offset += size
+    return out
 
 
 class _Groups:
@@ -154,10 +200,7 @@ def _nm_groups(s: torch.Tensor, alive: torch.Tensor, nm: tuple[int, int]) -> _Gr
     # r weights therefore keeps min(N, r)).
     s_g = torch.nn.functional.pad(s_t, (0, pad), value=float("-inf")).reshape(-1, m)  # (G, M)
     a_g = torch.nn.functional.pad(a_t, (0, pad), value=False).reshape(-1, m)          # (G, M)
-    order = torch.sort(s_g, dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order).scatter_(
-        1, order, torch.arange(m, device=s.device).expand_as(order))
-    kept_if_converted = (rank < n_keep) & a_g
+    kept_if_converted = (_rank_in_rows(s_g) < n_keep) & a_g
     removed = a_g & ~kept_if_converted
     gain = removed.sum(1)
     total = torch.where(removed, s_g, torch.zeros_like(s_g)).sum(1)
@@ -169,6 +212,24 @@ def _nm_groups(s: torch.Tensor, alive: torch.Tensor, nm: tuple[int, int]) -> _Gr
         return new.movedim(-1, 1).contiguous()
 
     return _Groups(cost, gain, apply)
+
+
+def _rank_in_rows(s: torch.Tensor) -> torch.Tensor:
+    """(G, M) -> each entry's rank in its row, 0 = largest; ties: the earlier entry ranks first."""
+    g, m = s.shape
+    if m > 8:
+        order = torch.sort(s, dim=1, descending=True, stable=True).indices
+        return torch.empty_like(order).scatter_(
+            1, order, torch.arange(m, device=s.device).expand_as(order))
+    # Small M (2:4, 4:8): entry i's rank counts the entries j that beat it — larger, or equal and
+    # earlier. M² comparisons of contiguous columns are several times faster than a row sort.
+    cols = s.t().contiguous()                                        # (M, G)
+    rank = torch.zeros((m, g), dtype=torch.uint8, device=s.device)
+    for i in range(m):
+        for j in range(m):
+            if j != i:
+                rank[i] += (cols[j] > cols[i]) if j > i else (cols[j] >= cols[i])
+    return rank.t()
 
 
 def _channel_groups(s: torch.Tensor, alive: torch.Tensor, p: float, signed: bool) -> _Groups:
@@ -190,11 +251,18 @@ def _channel_groups(s: torch.Tensor, alive: torch.Tensor, p: float, signed: bool
 
 
 def _convert_cheapest(cost: torch.Tensor, gain: torch.Tensor, needed: int) -> torch.Tensor:
-    """Bool (G,): the cheapest groups whose removals first reach ``needed`` weights."""
+    """Bool (G,): the cheapest groups (ties: lower index) whose removals first reach ``needed``.
+
+    Every group that removes anything removes at least one weight, so at most ``needed`` groups
+    are converted: only the groups costing no more than the ``needed``-th cheapest are sorted
+    (a per-step pruning increment touches a few groups, not all of them).
+    """
     convert = torch.zeros_like(gain, dtype=torch.bool)
     if needed <= 0 or cost.numel() == 0:
         return convert
-    order = torch.sort(cost, stable=True).indices
+    bound = torch.topk(cost, min(needed, cost.numel()), largest=False, sorted=False).values.max()
+    candidates = torch.nonzero(cost <= bound).flatten()          # ascending index
+    order = candidates[torch.sort(cost[candidates], stable=True).indices]
     reached = torch.cumsum(gain[order], 0)
     # number of groups = 1 + index of the first cumulative sum >= needed (all if never reached)
     count = int(torch.searchsorted(reached, torch.tensor([needed], device=reached.device,
