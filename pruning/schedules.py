@@ -107,6 +107,8 @@ class IterativeGeometric(Schedule):
         level = math.ceil(u * self.steps)
         # density after k levels: d_i · (d_f/d_i)^(k/n), i.e. a fixed fraction r per level
         d_i, d_f = 1.0 - self.initial, 1.0 - self.final
+        if d_i == 0.0:  # everything is pruned from the start; nothing left to divide
+            return 1.0
         return 1.0 - d_i * (d_f / d_i) ** (level / self.steps)
 
 
@@ -128,6 +130,11 @@ class AGP(Schedule):
 class OneCycle(Schedule):
     alpha: float = 14.0
     beta: float = 5.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.alpha > 0:  # α <= 0 would make the curve flat or decreasing
+            raise ValueError(f"one_cycle needs alpha > 0, got {self.alpha}")
 
     def curve(self, u: float) -> float:
         a, b = self.alpha, self.beta
