@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pruning.config import RunConfig
 from ui import common
 
 ROOT = Path(__file__).resolve().parent
@@ -49,7 +48,7 @@ def home() -> None:
     running = common.slot_running(SLOT)
     if st.button(common.DEFAULT_SESSION_LABEL, type="primary", key="home-run",
                  disabled=running):
-        common.start_job(SLOT, [RunConfig()], name=None)
+        common.start_job(SLOT, [common.default_config()])
     progress = common.show_job(SLOT)
     if progress is not None and not progress.running and progress.run_id:
         _result(progress.run_id)
@@ -102,7 +101,7 @@ def _recent_runs() -> None:
 
 
 def main() -> None:
-    pages = [st.Page(home, title="Home", icon="🏠", default=True)]
+    pages = [st.Page(home, title="Home", icon=":material/home:", default=True)]
     pages += [st.Page(str(p)) for p in sorted((ROOT / "pages").glob("*.py"), key=_page_order)]
     st.navigation(pages).run()
 

@@ -179,6 +179,11 @@ def runs_picker(label: str, runs: Sequence[Run], *, key: str, default_count: int
 DEFAULT_SESSION_LABEL = "Run the default session (small CNN · digits · one-cycle · 90 %)"
 
 
+def default_config() -> RunConfig:
+    """The default session: small CNN on the embedded digits, magnitude, one-cycle, 90 %."""
+    return RunConfig()
+
+
 def empty_state(message: str, *, key: str, config: RunConfig | None = None,
                 button: str | None = None, configs: Sequence[RunConfig] | None = None) -> None:
     """Say what to run to fill this page, with a button that runs it here, with live progress.
@@ -191,7 +196,7 @@ def empty_state(message: str, *, key: str, config: RunConfig | None = None,
     label = button or (DEFAULT_SESSION_LABEL if config is None and not configs
                        else "Run it now")
     if st.button(label, key=f"{key}-empty-run", type="primary", disabled=slot_running(slot)):
-        start_job(slot, list(configs) if configs else [config or RunConfig()])
+        start_job(slot, list(configs) if configs else [config or default_config()])
     show_job(slot)
 
 
@@ -207,15 +212,16 @@ def show_job(slot: str, *, show_curves: bool = True) -> jobs.JobProgress | None:
 
 
 def start_job(slot: str, configs: Sequence[RunConfig], *, name: str | None = None,
-              measure_latency: bool = True) -> jobs.Job | None:
-    """Start a run (one config) or a sweep (several) for ``slot``; st.error on bad input."""
+              measure_latency: bool = True) -> None:
+    """Start a run (one config) or a sweep (several) for ``slot`` and rerun the page so it shows
+    the live panel; on bad input show st.error (naming the fix) and return."""
     with user_errors():
         if len(configs) == 1:
             job = jobs.start_run(configs[0], store(), name=name, measure_latency=measure_latency)
         else:
             job = jobs.start_sweep(configs, store(), measure_latency=measure_latency)
         state.set_job(slot, job.id)
-        return job
+        st.rerun()  # redraw the page with its start button disabled and the live panel
     return None
 
 

@@ -145,7 +145,6 @@ class Job:
     def stop(self) -> None:
         """Ask the job to end; the run in progress is recorded as ``stopped`` with its history."""
         self._stop.set()
-        self._update(message="stopping after the current step…")
 
     @property
     def stop_requested(self) -> bool:
@@ -178,8 +177,8 @@ class Job:
                                    "metrics": metrics}
         if metrics.get("epoch_end"):
             changes["last_epoch"] = metrics
-        if metrics.get("message"):
-            changes["message"] = str(metrics["message"])
+        # a phase's own note (e.g. "measuring FLOPs and latency"), cleared by the next event
+        changes["message"] = str(metrics.get("message") or "")
         self._update(**changes)
 
     def _work(self) -> None:
@@ -297,15 +296,15 @@ def start_sweep(configs: Sequence[RunConfig], store: RunStore, *,
 
 # ---- rendering --------------------------------------------------------------------------------
 def _progress_text(p: JobProgress) -> str:
-    parts = []
+    parts = [f"{p.fraction:.0%}"]
     if p.count > 1:
         parts.append(f"run {max(p.index, 1)} of {p.count}")
     m = p.metrics
     if p.running:
         parts.append(p.phase)
-        if m.get("epoch") is not None:
+        if m.get("epoch") is not None and not m.get("epoch_end"):
             parts.append(f"epoch {m['epoch']}")
-    parts.append(f"{p.elapsed_s:.0f} s")
+    parts.append(f"{p.elapsed_s:.0f} s elapsed")
     return " · ".join(parts)
 
 
@@ -314,7 +313,7 @@ def _metrics_row(p: JobProgress) -> None:
 
     m, last = p.metrics, p.last_epoch
     cols = st.columns(4)
-    cols[0].metric("Epoch", last.get("epoch", m.get("epoch", "–")))
+    cols[0].metric("Epochs done", last.get("epoch", 0))
     loss = m.get("loss", last.get("train_loss"))
     cols[1].metric("Train loss", "–" if loss is None else f"{loss:.3f}")
     cols[2].metric("Test accuracy", fmt_pct(last.get("test_acc")))
@@ -360,8 +359,10 @@ def live_panel(job_id: str | None, *, key: str, show_curves: bool = True,
             if stop_col.button("Stop", key=f"{key}-stop", disabled=job.stop_requested,
                                help="End the run cleanly after the current step; its history is kept."):
                 job.stop()
-            if job.stop_requested or p.message:
-                msg_col.caption(job.progress().message)
+            if job.stop_requested:
+                msg_col.caption("stopping after the current step…")
+            if p.message:
+                msg_col.caption(p.message)
         else:
             _final_message(p)
         if show_curves and p.run_id and (p.running or p.kind == "run"):
