@@ -1,0 +1,282 @@
+"""Benchmarks: what pruning and this tool cost and buy, as one JSON (``python -m pruning bench``).
+
+Every figure is a ratio of two things timed in the same run, interleaved (A, B, B, A, ...) and
+summarised by medians, so a busy machine slows both sides alike and the ratio stays meaningful:
+
+- ``masked_step_ratio``: a training step with the trainer's mask re-application
+  (``ScheduledHooks._apply``: one in-place multiply per pruned weight) over a plain dense step,
+  small_cnn on digits, batch 64;
+- ``session_overhead_ratio``: the default session (``run_session``: pruning, per-epoch
+  evaluation, store writes, final FLOPs/latency/compaction) over a minimal dense training loop of
+  the same epochs on the same data;
+- ``channel_speedup_vs_flops``: measured CPU speed-up of the physically pruned model over its
+  FLOPs reduction, for uniform channel pruning of 50 % and 75 % (1.0 = the speed-up the FLOPs
+  promise is fully realised);
+- ``csr_speedup``: dense / CSR time of a 1024×1024 Linear at batch 64 at 90, 95, 99 % sparsity;
+- ``ssc_vs_masked_ratio``: an SSC convolution's forward over the masked dense conv with the same
+  parameters (``pruning.methods.ssc``).
+
+Machine information (device, threads, torch, load average) is included: on a machine shared
+with other work the absolute times move, the interleaved ratios much less.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pruning.config import RunConfig
+from pruning.masks import Mask, prunable_layers
+from pruning.metrics.flops import count_flops
+from pruning.metrics.latency import as_device, device_name, time_interleaved
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info = {"device": device_name(device), "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    return info
+
+
+def paired_ratio(times: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median of the per-round ratios: each round's two timings were taken back to back."""
+    return float(statistics.median(a / b for a, b in zip(times[numerator], times[denominator])))
+
+
+def magnitude_mask(model: nn.Module, sparsity: float) -> Mask:
+    """Global magnitude mask over the default prunable weights at exactly ``sparsity``."""
+    params = dict(model.named_parameters())
+    names = list(prunable_layers(model))
+    scores = torch.cat([params[n].detach().abs().flatten().cpu() for n in names])
+    n_prune = int(round(sparsity * scores.numel()))
+    keep = torch.ones(scores.numel(), dtype=torch.bool)
+    keep[torch.argsort(scores)[:n_prune]] = False
+    masks, start = {}, 0
+    for name in names:
+        n = params[name].numel()
+        masks[name] = keep[start:start + n].reshape(params[name].shape)
+        start += n
+    return Mask(masks)
+
+
+def channel_mask(model: nn.Module, fraction: float) -> Mask:
+    """Per prunable layer, drop the ``fraction`` of output channels with the smallest L1 norm."""
+    masks = {}
+    for name, layer in prunable_layers(model).items():
+        weight = layer.weight.detach()
+        norms = weight.abs().reshape(weight.shape[0], -1).sum(dim=1).cpu()
+        n_drop = min(int(round(fraction * weight.shape[0])), weight.shape[0] - 1)
+        keep = torch.ones(weight.shape[0], dtype=torch.bool)
+        keep[torch.argsort(norms)[:n_drop]] = False
+        masks[name] = keep.view(-1, *([1] * (weight.dim() - 1))).expand_as(weight).clone()
+    return Mask(masks)
+
+
+def _digits(config: RunConfig):
+    from pruning.data import load_dataset
+    return load_dataset(config)
+
+
+def masked_step_ratio(device: torch.device, repeats: int = 200, max_seconds: float = 20.0,
+                      sparsity: float = 0.9) -> dict[str, Any]:
+    """Training step with the trainer's mask re-application / plain dense step."""
+    from pruning.methods.scheduled import ScheduledHooks
+    from pruning.models import build_model
+    from pruning.training import make_optimizer
+
+    config = RunConfig()
+    bundle = _digits(config)
+    dense = build_model(config, bundle.in_channels, bundle.num_classes, bundle.image_size)
+    masked = copy.deepcopy(dense)
+    dense.to(device).train()
+    masked.to(device).train()
+    # The trainer's own re-application code: ScheduledHooks._apply on cached device masks.
+    hooks = ScheduledHooks(pruner=None, schedule=None, prune_every=1, first_batch=None)
+    hooks.params = dict(masked.named_parameters())
+    hooks.current = magnitude_mask(masked, sparsity)
+    hooks._cache(masked)
+    hooks._apply()
+    x, y = next(bundle.batches("train", 64, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    x, y = x.to(device), y.to(device)
+    opt_dense = make_optimizer(dense.parameters(), config)
+    opt_masked = make_optimizer(masked.parameters(), config)
+
+    def step(model, optimizer, after=None):
+        loss = F.cross_entropy(model(x), y)  # (B, classes) logits → scalar
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if after is not None:
+            after()
+
+    times = time_interleaved({"dense": lambda: step(dense, opt_dense),
+                              "masked": lambda: step(masked, opt_masked, hooks._apply)},
+                             device, warmup=5, repeats=repeats, max_seconds=max_seconds)
+    return {"ratio": paired_ratio(times, "masked", "dense"),
+            "dense_ms": statistics.median(times["dense"]),
+            "masked_ms": statistics.median(times["masked"]), "repeats": len(times["dense"]),
+            "model": "small_cnn", "dataset": "digits", "batch_size": 64, "sparsity": sparsity}
+
+
+def _plain_training(config: RunConfig, bundle, device: torch.device) -> None:
+    """The minimal dense loop the session is compared with: same model, data, optimizer, epochs."""
+    from pruning.models import build_model
+    from pruning.training import make_optimizer
+
+    model = build_model(config, bundle.in_channels, bundle.num_classes, bundle.image_size)
+    model.to(device).train()
+    optimizer = make_optimizer(model.parameters(), config)
+    generator = torch.Generator().manual_seed(config.seed)
+    for _ in range(config.epochs):
+        for x, y in bundle.batches("train", config.batch_size, shuffle=True, generator=generator):
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def session_overhead_ratio(device: torch.device, repeats: int = 2,
+                           config: RunConfig | None = None) -> dict[str, Any]:
+    """Default session's wall time / minimal dense training loop of the same epochs (ABBA)."""
+    from pruning.session import run_session
+    from pruning.store import RunStore
+
+    config = config or RunConfig(device=device.type)
+    bundle = _digits(config)
+    session_s, plain_s = [], []
+    with tempfile.TemporaryDirectory() as home:
+        store = RunStore(Path(home))
+
+        def session():
+            started = time.perf_counter()
+            run = run_session(config, store)
+            session_s.append(time.perf_counter() - started)
+            if run.status != "done":
+                raise RuntimeError(f"benchmark session ended {run.status}: {run.error}")
+
+        def plain():
+            started = time.perf_counter()
+            _plain_training(config, bundle, device)
+            plain_s.append(time.perf_counter() - started)
+
+        for i in range(repeats):
+            for fn in ((session, plain) if i % 2 == 0 else (plain, session)):
+                fn()
+    ratios = [s / p for s, p in zip(session_s, plain_s)]
+    return {"ratio": float(statistics.median(ratios)),
+            "session_s": statistics.median(session_s), "plain_s": statistics.median(plain_s),
+            "repeats": repeats, "model": config.model, "dataset": config.dataset,
+            "epochs": config.epochs, "method": config.method, "schedule": config.schedule}
+
+
+def channel_speedup_vs_flops(device: torch.device, fractions=(0.5, 0.75), batch_size: int = 64,
+                             model_name: str = "vgg11", width: float = 0.5,
+                             repeats: int = 20, max_seconds: float = 15.0) -> dict[str, Any]:
+    """Measured speed-up of the physically channel-pruned model / its FLOPs reduction."""
+    from pruning.models import MODELS
+    from pruning.physical import compact_model
+
+    torch.manual_seed(0)
+    input_shape = (3, 32, 32)
+    dense = MODELS.get(model_name)(3, 10, 32, width).eval().to(device)
+    example = torch.zeros((1, *input_shape), device=device)
+    dense_flops = count_flops(dense, input_shape)
+    x = torch.randn((batch_size, *input_shape), generator=torch.Generator().manual_seed(0))
+    x = x.to(device)
+    result: dict[str, Any] = {"model": f"{model_name} (width {width}) on 3x32x32",
+                              "batch_size": batch_size, "details": {}}
+    for fraction in fractions:
+        compact = compact_model(dense, channel_mask(dense, fraction), example)
+        compact_flops = count_flops(compact, input_shape)
+        with torch.inference_mode():
+            times = time_interleaved({"dense": lambda: dense(x), "pruned": lambda: compact(x)},
+                                     device, warmup=3, repeats=repeats,
+                                     max_seconds=max_seconds / len(fractions))
+        measured = paired_ratio(times, "dense", "pruned")
+        theoretical = dense_flops / compact_flops
+        result[str(fraction)] = measured / theoretical
+        result["details"][str(fraction)] = {
+            "measured_speedup": measured, "flops_ratio": theoretical,
+            "dense_ms": statistics.median(times["dense"]),
+            "pruned_ms": statistics.median(times["pruned"]),
+            "params_dense": sum(p.numel() for p in dense.parameters()),
+            "params_pruned": sum(p.numel() for p in compact.parameters()),
+            "repeats": len(times["dense"])}
+    return result
+
+
+def csr_speedup(device: torch.device, max_seconds: float = 6.0) -> dict[str, Any]:
+    """dense / CSR time of a 1024x1024 Linear at batch 64 at 90, 95 and 99 % sparsity."""
+    from pruning.speedlab import csr_crossover
+
+    sparsities = (0.9, 0.95, 0.99)
+    measured = csr_crossover(1024, 1024, 64, sparsities=sparsities, device=device,
+                             max_seconds=max_seconds)
+    result: dict[str, Any] = {str(s): v for s, v in zip(sparsities, measured["speedup"])}
+    result["dense_ms"] = measured["dense_ms"]
+    result["csr_ms"] = measured["csr_ms"]
+    return result
+
+
+def ssc_vs_masked_ratio(device: torch.device) -> dict[str, Any]:
+    """SSC forward / masked dense forward at the same parameters (None if SSC is absent)."""
+    try:
+        from pruning.methods.ssc import ssc_forward_vs_masked
+    except ImportError as exc:
+        return {"ratio": None, "note": f"SSC layer not available: {exc}"}
+    measured = ssc_forward_vs_masked(device=device)
+    return {"ratio": measured["ratio"], **{k: v for k, v in measured.items() if k != "ratio"}}
+
+
+def _figures(device: torch.device, quick: bool) -> dict[str, Any]:
+    scale = 0.2 if quick else 1.0
+    step = masked_step_ratio(device, repeats=int(200 * scale), max_seconds=20.0 * scale)
+    session = session_overhead_ratio(device, repeats=1 if quick else 2)
+    channel = channel_speedup_vs_flops(device, repeats=max(5, int(20 * scale)),
+                                       max_seconds=15.0 * scale)
+    figures: dict[str, Any] = {
+        "masked_step_ratio": step["ratio"],
+        "session_overhead_ratio": session["ratio"],
+        "channel_speedup_vs_flops": {k: v for k, v in channel.items() if k != "details"},
+        "ssc_vs_masked_ratio": None,
+        "details": {"masked_step": step, "session": session, "channel": channel["details"]},
+    }
+    if device.type == "cpu":
+        csr = csr_speedup(device, max_seconds=6.0 * scale)
+        figures["csr_speedup"] = {k: csr[k] for k in ("0.9", "0.95", "0.99")}
+        figures["details"]["csr"] = csr
+    ssc = ssc_vs_masked_ratio(device)
+    figures["ssc_vs_masked_ratio"] = ssc["ratio"]
+    figures["details"]["ssc"] = ssc
+    return figures
+
+
+def run_benchmark(device: torch.device | str | None = None, quick: bool = False) -> dict[str, Any]:
+    """All figures on the CPU (the targets are for a 2-core CPU), plus the same under "cuda"
+    when a CUDA GPU is present and ``device`` is None or CUDA. ``quick`` takes fewer repeats."""
+    cpu = torch.device("cpu")
+    result: dict[str, Any] = {"machine": machine_info(cpu),
+                              "targets": {"masked_step_ratio": "<= 1.05",
+                                          "session_overhead_ratio": "<= 1.2",
+                                          "channel_speedup_vs_flops": ">= 0.8"}}
+    wanted = None if device is None else as_device(device)
+    if wanted is None or wanted.type == "cpu":
+        result.update(_figures(cpu, quick))
+    if torch.cuda.is_available() and (wanted is None or wanted.type == "cuda"):
+        gpu = wanted if wanted is not None else torch.device("cuda")
+        result["cuda"] = {"machine": machine_info(gpu), **_figures(gpu, quick)}
+    return result
