@@ -37,8 +37,15 @@ def devices() -> list[str]:
 
 
 def init_widgets(config: RunConfig) -> None:
-    """First visit of this session: widgets start from the URL's config (then keep their own)."""
+    """First visit of this session: widgets start from the URL's config (then keep their own).
+
+    Streamlit forgets the state of a widget that was not drawn in the last run (the N:M fields
+    while granularity is not nm, α/β while the schedule is not one-cycle …); writing each value
+    back to itself at the top of every run keeps the user's choices when those widgets return.
+    """
     if st.session_state.get(K + "initialised"):
+        for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(K)]:
+            st.session_state[key] = st.session_state[key]
         return
     for name, value in config.to_dict().items():
         if name == "method_params":

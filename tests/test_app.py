@@ -458,3 +458,15 @@ def test_start_run_refuses_bad_config_before_starting(tmp_path):
         jobs.start_sweep([TINY, TINY.replace(model="nope")], RunStore(tmp_path))
     assert len(jobs.manager().running()) == before
     assert not (tmp_path / "runs.db").exists()
+
+
+def test_run_page_keeps_hidden_choices(empty_home):
+    at = app("pages/1_Run.py")
+    at.number_input(key="run.alpha").set_value(9.0).run()
+    at.selectbox(key="run.schedule").set_value("iterative").run()  # α is hidden now
+    at.selectbox(key="run.schedule").set_value("one_cycle").run()
+    no_exception(at)
+    assert at.number_input(key="run.alpha").value == 9.0
+    at.selectbox(key="run.granularity").set_value("nm").run()
+    assert (at.number_input(key="run.nm_n").value, at.number_input(key="run.nm_m").value) == (2, 4)
+    assert not at.error
