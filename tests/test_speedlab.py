@@ -92,3 +92,22 @@ def test_crossover_interpolation():
     assert _interpolated_crossover(s, [0.1, 0.2, 0.3, 0.9]) is None
     # a lucky win below a loss does not count: CSR must stay faster from the crossover up
     assert _interpolated_crossover(s, [1.2, 0.5, 2.0, 4.0]) == pytest.approx(0.8 + 0.5 / 1.5 * 0.1)
+
+
+def test_benchmark_masks_and_paired_ratio():
+    from pruning.bench import channel_mask, magnitude_mask, paired_ratio
+    torch.manual_seed(0)
+    model = net()
+    mask = magnitude_mask(model, 0.75)
+    assert mask.kept() == mask.total() - round(0.75 * mask.total())
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    smallest_kept = min(float(params[n][m].abs().min()) for n, m in mask.items())
+    largest_pruned = max(float(params[n][~m].abs().max()) for n, m in mask.items())
+    assert largest_pruned <= smallest_kept
+    channels = channel_mask(model, 0.5, include_first=True)
+    assert list(channels) == ["0.weight", "3.weight", "6.weight"]  # never the classifier
+    for name, keep in channels.items():
+        per_filter = keep.reshape(keep.shape[0], -1)
+        assert bool((per_filter.all(dim=1) | ~per_filter.any(dim=1)).all())  # whole filters
+        assert int(per_filter.all(dim=1).sum()) == keep.shape[0] // 2
+    assert paired_ratio({"a": [2.0, 3.0, 10.0], "b": [1.0, 3.0, 2.0]}, "a", "b") == 2.0
