@@ -29,3 +29,11 @@ def digits(_digits_once: DataBundle) -> DataBundle:
     return dataclasses.replace(_digits_once, **{
         name: getattr(_digits_once, name).clone()
         for name in ("train_x", "train_y", "test_x", "test_y")})
+
+
+def pytest_configure(config):
+    # The suite runs as `pytest -n 2` on 2 cores: one intra-op thread per worker avoids the two
+    # workers' thread pools thrashing each other (tiny models gain nothing from more threads).
+    import torch
+
+    torch.set_num_threads(1)
