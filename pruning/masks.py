@@ -55,7 +55,9 @@ class Mask(Mapping[str, torch.Tensor]):
 
     # Mapping protocol
     def __getitem__(self, name: str) -> torch.Tensor:
-        return self._masks[name]
+        # A copy: torch has no read-only tensors, and handing out the stored one would let a
+        # caller change the Mask in place (bool masks are small; the copy costs microseconds).
+        return self._masks[name].clone()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._masks)
