@@ -386,3 +386,12 @@ def test_configs_and_arguments_are_validated():
     for name in CRITERIA.names():
         description = CRITERIA.entry(name).description
         assert len(description) > 150 and ("arXiv" in description), name
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_full_nm_mask_is_not_rescored(scope):
+    model, batch = make_net(), make_batch()
+    pruner = Pruner("snip", scope=scope, granularity="nm")
+    full = pruner(model, None, 0.9, batch)  # every group converted (capped below 0.9)
+    # Nothing left for N:M to remove: returned as is, without scoring (no batch needed).
+    assert pruner(model, full, 0.95, None) is full

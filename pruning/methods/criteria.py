@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruning.masks import Mask, prunable_parameters
-from pruning.methods.granularity import (GRANULARITIES, SCOPES, prune_count, sanitize,
+from pruning.methods.granularity import (GRANULARITIES, SCOPES, nm_room, prune_count, sanitize,
                                           select as select_mask)
 from pruning.registry import Registry
 
@@ -374,11 +374,17 @@ class Pruner:
                            nm=self.nm, channel_p=self.channel_p, signed=self.criterion.signed)
 
     def _nothing_to_do(self, mask: Mask, target: float) -> bool:
-        """True when the mask already meets the target (pruning never grows a mask back)."""
-        if self.scope == "global":
-            return prune_count(mask.total(), target) <= mask.total() - mask.kept()
-        return all(prune_count(m.numel(), target) <= m.numel() - int(m.sum())
-                   for m in mask.values())
+        """True when the mask already meets the target (pruning never grows a mask back), or
+        when N:M has converted every group and cannot prune further: then nothing is scored."""
+        tensors = list(mask.values())
+        units = [tensors] if self.scope == "global" else [[t] for t in tensors]
+        for unit in units:
+            total = sum(t.numel() for t in unit)
+            pruned = total - sum(int(t.sum()) for t in unit)
+            if prune_count(total, target) > pruned and (
+                    self.granularity != "nm" or sum(nm_room(t, self.nm) for t in unit) > 0):
+                return False
+        return True
 
     def _check(self, model: nn.Module, mask: Mask | None) -> tuple[dict[str, nn.Parameter], Mask]:
         params = prunable_parameters(model, self.include_first_last)

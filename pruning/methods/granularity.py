@@ -214,6 +214,15 @@ def _nm_groups(s: torch.Tensor, alive: torch.Tensor, nm: tuple[int, int]) -> _Gr
     return _Groups(cost, gain, apply)
 
 
+def nm_room(alive: torch.Tensor, nm: tuple[int, int]) -> int:
+    """How many more weights N:M conversion could remove from a layer's mask (0: all converted)."""
+    n_keep, m = nm
+    live = alive.movedim(1, -1)                       # input axis last, as in _nm_groups
+    pad = (-live.shape[-1]) % m
+    counts = torch.nn.functional.pad(live, (0, pad), value=False).reshape(-1, m).sum(1)
+    return int((counts - counts.clamp(max=n_keep)).sum())
+
+
 def _rank_in_rows(s: torch.Tensor) -> torch.Tensor:
     """(G, M) -> each entry's rank in its row, 0 = largest; ties: the earlier entry ranks first."""
     g, m = s.shape
