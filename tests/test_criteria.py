@@ -70,8 +70,9 @@ def assert_unchanged(model, before):
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), f"{k} changed"
     for k, p in model.named_parameters():
-        assert (p.grad is None) == (grads[k] is None) and (p.grad is None or torch.equal(p.grad, grads[k])), \
-            f"grad of {k} changed"
+        same = (p.grad is None and grads[k] is None) or (
+            p.grad is not None and grads[k] is not None and torch.equal(p.grad, grads[k]))
+        assert same, f"grad of {k} changed"
     assert [m.training for m in model.modules()] == modes
 
 
@@ -246,7 +247,8 @@ def test_synflow_scores_match_hand_computation():
                           torch.tensor([[2.0, 0.5], [0.375, 0.1875]], dtype=torch.float64) / 2.5,
                           atol=1e-12, rtol=0)
     assert torch.allclose(scores["1.weight"],
-                          torch.tensor([[2.5, 0.5625]], dtype=torch.float64) / 2.5, atol=1e-12, rtol=0)
+                          torch.tensor([[2.5, 0.5625]], dtype=torch.float64) / 2.5,
+                          atol=1e-12, rtol=0)
     assert float(scores["0.weight"].sum()) == pytest.approx(float(scores["1.weight"].sum()))
     # Prune half (3 of 6). One shot removes the three smallest: 0.1875, 0.375, 0.5 — hidden unit
     # 1 loses both inputs while W2_1 (0.5625) survives, disconnected.
@@ -382,7 +384,8 @@ def test_configs_and_arguments_are_validated():
     with pytest.raises(ValueError, match="needs a batch"):
         Pruner("snip")(model, None, 0.5)
     with pytest.raises(ValueError, match="does not cover"):
-        Pruner("magnitude", include_first_last=True)(model, Pruner("magnitude").initial_mask(model), 0.5)
+        other_layers = Pruner("magnitude").initial_mask(model)
+        Pruner("magnitude", include_first_last=True)(model, other_layers, 0.5)
     for name in CRITERIA.names():
         description = CRITERIA.entry(name).description
         assert len(description) > 150 and ("arXiv" in description), name

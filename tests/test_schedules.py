@@ -117,7 +117,8 @@ def test_one_shot_jumps_at_its_start_and_can_prune_at_initialisation():
 def test_linear_and_cosine_midpoints():
     assert make_schedule("linear", final=0.8)(0.25) == pytest.approx(0.2)
     assert make_schedule("cosine", final=0.8)(0.5) == pytest.approx(0.4)
-    assert make_schedule("cosine", final=0.8)(0.25) == pytest.approx(0.4 * (1 - math.cos(math.pi / 4)))
+    quarter = 0.4 * (1 - math.cos(math.pi / 4))
+    assert make_schedule("cosine", final=0.8)(0.25) == pytest.approx(quarter)
 
 
 def test_schedule_from_config_uses_defaults_and_custom_windows():
