@@ -105,6 +105,14 @@ class RunConfig:
                 f"unknown granularity {self.granularity!r}; choose unstructured, nm or channel")
         if self.granularity == "nm" and not 0 < self.nm_n < self.nm_m:
             raise ConfigError(f"N:M needs 0 < N < M, got {self.nm_n}:{self.nm_m}")
+        if self.granularity == "nm" and self.sparsity > 1 - self.nm_n / self.nm_m + 1e-9:
+            raise ConfigError(
+                f"{self.nm_n}:{self.nm_m} sparsity keeps {self.nm_n} of every {self.nm_m} weights, so "
+                f"it reaches at most {1 - self.nm_n / self.nm_m:.0%}; lower --sparsity to "
+                f"{1 - self.nm_n / self.nm_m:g} or choose a sparser pattern (e.g. --nm-n 1)")
+        if not (0.0 < self.alpha <= 100.0 and -50.0 <= self.beta <= 50.0):
+            raise ConfigError(f"one_cycle needs 0 < alpha <= 100 and -50 <= beta <= 50, got "
+                              f"alpha={self.alpha}, beta={self.beta} (the paper uses 14 and 5)")
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose sgd or adam")
         if self.lr_schedule not in ("constant", "cosine", "step"):

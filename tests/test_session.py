@@ -84,3 +84,13 @@ def test_bad_input_writes_nothing(tmp_path, change, message):
         run_session(TINY.replace(**change), store)
     assert message in str(info.value)
     assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"granularity": "nm", "sparsity": 0.8}, "reaches at most 50%"),
+    ({"beta": 800.0}, "one_cycle needs"),
+    ({"scope": "everywhere"}, "unknown scope"),
+])
+def test_config_validation_names_the_fix(change, message):
+    with pytest.raises(ConfigError, match=message):
+        TINY.replace(**change).validate()
