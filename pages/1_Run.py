@@ -16,7 +16,7 @@ from pruning.data import DATASETS
 from pruning.methods import METHODS
 from pruning.methods.scheduled import ScheduledPruning
 from pruning.models import MODELS
-from pruning.schedules import SCHEDULES, make_schedule
+from pruning.schedules import SCHEDULES, schedule_from_config
 from ui import charts, common, forms, state
 
 SLOT = "run"
@@ -130,6 +130,9 @@ def form() -> RunConfig:
                                                 help="sparsity before the schedule starts")
         if scheduled:
             v.update(schedule_widgets())
+            preview(RunConfig().replace(**{k: v[k] for k in (
+                "schedule", "sparsity", "initial_sparsity", "alpha", "beta", "steps",
+                "window_start", "window_end") if k in v}))
         else:
             st.caption(f"**{v['method']}** decides itself when to prune during training; "
                        "the schedule settings do not apply to it.")
@@ -186,22 +189,17 @@ def schedule_widgets() -> dict:
 
 def preview(config: RunConfig) -> None:
     """The chosen schedule's curve, redrawn on every change of the form."""
-    custom = not (config.window_start == -1.0 and config.window_end == -1.0)
     try:
-        schedule = make_schedule(config.schedule, final=config.sparsity,
-                                 initial=config.initial_sparsity,
-                                 start=config.window_start if custom else None,
-                                 end=config.window_end if custom else None,
-                                 alpha=config.alpha, beta=config.beta, steps=config.steps)
+        schedule = schedule_from_config(config)  # the very object a run would follow
     except ValueError as exc:
-        st.error(f"The schedule cannot be drawn: {exc}")
+        st.caption(f"No preview: {exc}")
         return
     progress = np.linspace(0.0, 1.0, 201)
     curve = pd.DataFrame({"progress": progress, "target": [schedule(float(t)) for t in progress],
                           "schedule": config.schedule})
-    st.plotly_chart(charts.schedule_curves(curve, height=260), key="run-preview")
-    common.caption(f"Target sparsity the {config.schedule} schedule asks for over the "
-                   f"{config.epochs} epoch(s) of training.")
+    st.plotly_chart(charts.schedule_curves(curve, height=240), key="run-preview")
+    common.caption(f"Live preview: the target sparsity the {config.schedule} schedule asks for "
+                   "over training; the mask follows it step by step.")
 
 
 def main() -> None:
@@ -226,8 +224,6 @@ def main() -> None:
         error = str(exc)
     if error:
         st.error(f"Cannot run this setup: {error}")
-    elif issubclass(METHODS.get(config.method), ScheduledPruning):
-        preview(config)
 
     running = common.slot_running(SLOT)
     if st.button("Run", type="primary", key="run-start", disabled=bool(error) or running):

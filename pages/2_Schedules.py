@@ -67,27 +67,26 @@ def schedule_configs(base: RunConfig, s: dict) -> list[RunConfig]:
 
 
 def default_group(runs: list[Run]) -> list[str]:
-    """The newest runs that differ only in their schedule (the last comparison trained)."""
-    if not runs:
-        return []
-    def key(r: Run):
+    """The newest set of runs that differ only in their schedule (one per schedule), else the
+    newest run: what the page overlays until the user chooses."""
+    groups: dict[tuple, dict[str, str]] = {}
+    for r in runs:  # newest first
         c = r.config
-        return (c.model, c.dataset, c.method, c.seed, c.sparsity, c.epochs)
-    newest = key(runs[0])
-    group, seen = [], set()
-    for r in runs:
-        if key(r) == newest and r.config.schedule not in seen:
-            group.append(r.id)
-            seen.add(r.config.schedule)
-    return group
+        key = (c.model, c.dataset, c.method, c.seed, c.sparsity, c.epochs)
+        groups.setdefault(key, {}).setdefault(c.schedule, r.id)
+    for ids in groups.values():  # dicts keep insertion order: newest group first
+        if len(ids) >= 2:
+            return list(ids.values())
+    return [runs[0].id] if runs else []
 
 
 def trained(s: dict) -> None:
     st.subheader("The same model trained under each schedule")
     runs = common.finished_runs(statuses=("done", "stopped"))
     by_id = {r.id: r for r in runs}
-    base_run = common.run_picker("model, data, method and seed from run", runs,
-                                 key="sch-base") if runs else None
+    group = default_group(runs)
+    base_run = common.run_picker("model, data, method and seed from run", runs, key="sch-base",
+                                 default=group[0] if group else None) if runs else None
     base = base_run.config if base_run else RunConfig()
     st.caption(f"Trains **{base.model}** on **{base.dataset}** with **{base.method}**, seed "
                f"{base.seed}, {base.epochs} epochs, once per chosen schedule, with the sliders' "
@@ -102,7 +101,7 @@ def trained(s: dict) -> None:
         st.info("No finished runs yet: the button above trains the default session's model "
                 "under each chosen schedule, then their curves appear here overlaid.")
         return
-    default = [i for i in state.chosen_runs("schedules") if i in by_id] or default_group(runs)
+    default = [i for i in state.chosen_runs("schedules") if i in by_id] or group
     chosen = common.runs_picker("runs to overlay", runs, key="sch-overlay", default=default)
     if not chosen:
         st.info("Choose runs to overlay.")

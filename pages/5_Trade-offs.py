@@ -37,7 +37,8 @@ VIEWS = (
 
 def filtered(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The filter row; returns the runs that pass and the column to colour by."""
-    cols = st.columns(len(FILTERS) + 1)
+    top, bottom = st.columns(3), st.columns(2)
+    cols = [top[0], top[1], bottom[0], bottom[1], top[2]]  # the long lists get wide boxes
     for col, (column, label) in zip(cols, FILTERS):
         options = sorted(frame[column].dropna().unique())
         chosen = col.multiselect(label, options, default=options, key=f"to-filter-{column}")

@@ -17,7 +17,7 @@ from pruning.store import Run
 from ui import charts, common, state
 
 HISTORY_COLUMNS = {
-    "label": "run", "status": "status", "model": "model", "dataset": "dataset",
+    "id": "run id", "name": "name", "status": "status", "model": "model", "dataset": "dataset",
     "method": "method", "schedule": "schedule",
     "target": st.column_config.NumberColumn("target", format="percent"),
     "test_acc": st.column_config.NumberColumn("test accuracy", format="percent"),
@@ -27,7 +27,7 @@ HISTORY_COLUMNS = {
     "flops": st.column_config.NumberColumn("FLOPs (masked)", format="compact"),
     "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.2f"),
     "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
-    "created": "started", "id": "id",
+    "created": "started",
 }
 
 #: rows of the side-by-side summary: (label, summary key, formatter)
@@ -79,7 +79,8 @@ def history(runs: list[Run]) -> None:
         st.caption("No run has the chosen status.")
         return
     frame["created"] = frame["created"].map(common.fmt_time)
-    columns = [c for c in HISTORY_COLUMNS if c in frame]
+    frame["name"] = [r.name or "" for r in runs if r.status in chosen]
+    columns = [c for c in HISTORY_COLUMNS if c in frame and (c != "name" or frame[c].any())]
     st.dataframe(frame[columns], hide_index=True, width="stretch",
                  column_config={k: v for k, v in HISTORY_COLUMNS.items() if k in columns})
     st.caption(f"{len(frame)} run(s), newest first. Target = the sparsity asked for; mask = "
@@ -99,7 +100,8 @@ def compare(runs: list[Run]) -> None:
     if len(chosen) < 2:
         st.info("Choose at least two runs to compare.")
         return
-    st.dataframe(summary_table(chosen), width="stretch")
+    table = summary_table(chosen)
+    st.dataframe(table, width="stretch", height=35 * (len(table) + 1) + 3)  # no inner scroll
     st.caption("The chosen runs side by side: accuracy, the three sparsities, parameters, FLOPs "
                "and measured latency.")
     labels = {r.id: common.run_title(r) for r in chosen}

@@ -152,9 +152,12 @@ def schedule_curves(curves: pd.DataFrame, *, height: int = HEIGHT,
 
     ``curves`` has columns progress (0..1), target (0..1) and schedule.
     """
-    return line_chart(curves, "progress", "target", "schedule", markers=False,
-                      x_title="training progress (% of steps)", y_title="target sparsity (%)",
-                      x_percent=True, y_percent=True, title=title, height=height)
+    fig = line_chart(curves, "progress", "target", "schedule", markers=False,
+                     x_title="training progress (% of steps)", y_title="target sparsity (%)",
+                     x_percent=True, y_percent=True, title=title, height=height)
+    fig.update_xaxes(range=[0, 1.0], dtick=0.2)
+    fig.update_yaxes(range=[0, 1.02], dtick=0.2)
+    return fig
 
 
 # ---- trade-offs -------------------------------------------------------------------------------
@@ -251,8 +254,19 @@ def sparsity_bars(summaries: dict[str, dict], *, height: int = HEIGHT) -> go.Fig
     frame = sparsity_frame(summaries)
     if frame.empty:
         return empty_figure("no sparsity recorded for these runs")
-    return grouped_bars(frame, "kind", "value", "run", x_title="",
-                        y_title="fraction removed (%)", height=height)
+    if frame["run"].nunique() > 1:
+        return grouped_bars(frame, "kind", "value", "run", x_title="",
+                            y_title="fraction removed (%)", height=height)
+    # One run: horizontal bars read better in a half-width column; sparsities in one colour,
+    # parameter/FLOPs reductions in another.
+    colors = [PALETTE[0] if g == "sparsity" else PALETTE[2] for g in frame["group"]]
+    fig = go.Figure(go.Bar(x=frame["value"], y=frame["kind"], orientation="h",
+                           marker_color=colors, texttemplate="%{x:.1%}", textposition="outside",
+                           cliponaxis=False, hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    style(fig, x_title="fraction removed (%)", x_percent=True, height=height)
+    fig.update_xaxes(range=[0, 1.15])
+    return fig
 
 
 def layer_bars(layer_values: dict[str, float], *, title: str | None = None,

@@ -256,19 +256,18 @@ def run_report(run: Run, *, key: str, store_: RunStore | None = None,
     cols[3].metric("Effective sparsity", fmt_pct(s.get("effective_sparsity")),
                    help="Share of all parameters that physically disappear when empty "
                         "channels are cut out of the network.")
-    cols[4].metric("Latency (final / dense)",
-                   f"{fmt_ms(s.get('latency_ms'))}" if s.get("latency_ms") is not None else "–",
-                   delta=None if s.get("latency_dense_ms") is None
-                   else f"dense {fmt_ms(s.get('latency_dense_ms'))}", delta_color="off",
-                   help=f"median batch latency on {s.get('latency_device', 'this machine')}, "
-                        f"batch {s.get('latency_batch_size', '–')}")
-    cols = st.columns(4)
+    where = (f"median over batches of {s.get('latency_batch_size', '–')} on "
+             f"{s.get('latency_device', 'this machine')}")
+    cols[4].metric("Latency, final model", fmt_ms(s.get("latency_ms")),
+                   help=f"{where}, after physical removal")
+    cols = st.columns(5)
     cols[0].metric("Parameters nonzero", fmt_int(s.get("params_nonzero")),
                    help=f"of {fmt_int(s.get('params_dense'))} in the dense model")
     cols[1].metric("Parameters after removal", fmt_int(s.get("params_compact")))
     cols[2].metric("FLOPs under the mask", fmt_mflops(s.get("flops")),
                    help=f"dense: {fmt_mflops(s.get('flops_dense'))} per image")
     cols[3].metric("FLOPs after removal", fmt_mflops(s.get("flops_compact")))
+    cols[4].metric("Latency, dense model", fmt_ms(s.get("latency_dense_ms")), help=where)
     rows = store_.epochs(run.id)
     if curves and rows:
         st.plotly_chart(charts.training_curves(pd.DataFrame(rows)), key=f"{key}-curves")
@@ -286,8 +285,8 @@ def run_report(run: Run, *, key: str, store_: RunStore | None = None,
         with right:
             if layers:
                 st.plotly_chart(charts.layer_bars(layers, title=None), key=f"{key}-layers")
-                caption("Final sparsity of each prunable layer, input side on top: global "
-                        "criteria prune the large layers hardest.")
+                caption("Final sparsity of each prunable layer, input side on top: a global "
+                        "criterion lets layers differ, a layerwise one prunes each equally.")
     with st.expander("Configuration and command line"):
         st.code(forms.cli_command(run.config), language="bash")
         st.json(run.config.to_dict(), expanded=False)
