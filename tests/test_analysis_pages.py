@@ -188,3 +188,125 @@ def test_common_layers_keep_the_first_runs_order():
     assert mv.common_layers(["c1.weight", "c2.weight", "fc.weight"], ["fc.weight", "c1.weight"]) \
         == ["c1.weight", "fc.weight"]
     assert mv.common_layers(["a"]) == ["a"] and mv.common_layers() == []
+
+
+# ---- i-SpaSP, SSC, unification, speed lab ------------------------------------------------------
+def test_ispasp_frames_from_stored_traces(tmp_path):
+    store, run_id = _store_with_run(tmp_path)
+    for block, losses in (("conv1", [8.0, 2.0, 2.0]), ("fc1.weight", [0.5, 0.125, 0.125])):
+        for it, loss in enumerate(losses, start=1):
+            store.add_trace(run_id, "ispasp_residual", 5, {"block": block, "iteration": it,
+                                                           "residual": loss})
+    store.add_trace(run_id, "ispasp_units", 5, {"block": "conv1", "channels": 4, "kept": 2,
+                                                "chosen": [0, 3]})
+    store.add_trace(run_id, "ispasp_units", 5, {"block": "fc1.weight", "channels": 6, "kept": 3,
+                                                "chosen": [1, 2, 5]})
+    frame = charts.ispasp_residual_frame(store.traces(run_id, "ispasp_residual"))
+    conv = frame[frame.block == "conv1"]
+    assert conv["norm"].tolist() == pytest.approx([4.0, 2.0, 2.0])       # √(2L)
+    assert conv["relative"].tolist() == pytest.approx([1.0, 0.5, 0.5])   # ÷ first norm (no trace value)
+    fig = charts.ispasp_residual_figure(frame)
+    assert [t.name for t in fig.data] == ["conv1", "fc1"] and fig.layout.yaxis.tickformat == ".0%"
+
+    blocks, matrix, kept = charts.ispasp_units_matrix(store.traces(run_id, "ispasp_units"))
+    assert blocks == ["conv1", "fc1.weight"] and matrix.shape == (2, 6)
+    assert matrix[0, :4].tolist() == [1, 0, 0, 1] and np.isnan(matrix[0, 4:]).all()
+    assert matrix[1].tolist() == [0, 1, 1, 0, 0, 1]
+    assert kept["kept_fraction"].tolist() == [0.5, 0.5]
+
+    acc = charts.ispasp_accuracy_frame({"acc_dense": 0.9, "acc_pruned": 0.3, "acc_finetuned": 0.88})
+    assert acc["accuracy"].tolist() == [0.9, 0.3, 0.88]
+
+
+def test_ssc_layers_frame_and_special_cases_come_from_the_pattern_rule():
+    frame = charts.ssc_layers_frame([{"layer": "conv2", "in": 8, "out": 8, "kernel": [3, 3],
+                                      "period_full": 8, "period_pointwise": 0, "kind": "depthwise",
+                                      "params": 72, "dense_params": 576, "pattern": [[2]]}])
+    row = frame.iloc[0]
+    assert row.kernel == "3×3" and row.params_fraction == pytest.approx(72 / 576)
+    cases = {title: pattern for title, _, pattern in charts.ssc_special_cases()}
+    assert (cases["dense"] == 2).all() and (cases["pointwise"] == 1).all()
+    assert np.array_equal(cases["depthwise"], 2 * np.eye(8, dtype=cases["depthwise"].dtype))
+    group = cases["group (2 groups)"]
+    assert (group[:4, :4] == 2).all() and (group[:4, 4:] == 0).all() and (group[4:, 4:] == 2).all()
+    fig = charts.ssc_cases_figure(charts.ssc_special_cases())
+    assert len(fig.data) == 6 and sum(bool(t.showscale) for t in fig.data) == 1
+
+
+def test_admm_and_storage_frames(tmp_path):
+    store, run_id = _store_with_run(tmp_path)
+    for r, dist in enumerate([1.0, 0.1, 0.01]):
+        store.add_trace(run_id, "admm", r, {"round": r, "w_minus_z": dist, "w_minus_z_rel": dist / 2,
+                                            "pruned_fraction": 0.75, "unified_fraction": 0.25,
+                                            "w_unified_fraction": r / 4})
+    frame = charts.admm_frame(store.traces(run_id, "admm"))
+    assert frame["round"].tolist() == [0, 1, 2] and frame["w_unified_fraction"].tolist() == [0, 0.25, 0.5]
+    fig = charts.admm_distance_figure(frame)
+    assert fig.layout.yaxis.type == "log"           # spans two decades
+    assert list(fig.data[0].y) == pytest.approx([0.5, 0.05, 0.005])
+    flat = charts.admm_distance_figure(frame.assign(w_minus_z_rel=[0.9, 1.2, 1.5]))
+    assert flat.layout.yaxis.type == "linear"
+
+    payload = {"layers": ["a.weight", "b.weight"], "weights": [8, 4], "blocks": [2, 1],
+               "unified_blocks": [1, 1], "pruned_blocks": [1, 0], "dense_bits": [256, 128],
+               "unified_bits": [36, 36], "dense_multiplies": [80, 4], "unified_multiplies": [10, 1],
+               "total": {"weights": 12, "blocks": 3, "unified_blocks": 2, "pruned_blocks": 1,
+                         "dense_bits": 384, "unified_bits": 72, "dense_multiplies": 84,
+                         "unified_multiplies": 11, "compression": 384 / 72}}
+    table = charts.storage_frame(payload)
+    assert table["layer"].tolist() == ["a.weight", "b.weight", "total"]
+    assert table.set_index("layer").loc["total", "compression"] == pytest.approx(384 / 72)
+    assert table.set_index("layer").loc["a.weight", "multiply_reduction"] == pytest.approx(8.0)
+    assert len(charts.storage_figure(table).data) == 4   # 2 panels × (dense, unified)
+
+
+def _forms_rows():
+    rows = []
+    for batch, times in ((1, {"dense": 2.0, "masked": 2.0, "sparse": 4.0, "physical": 1.0}),
+                         (8, {"dense": 8.0, "masked": 8.0, "sparse": 8.0, "physical": 4.0})):
+        for form, ms in times.items():
+            rows.append({"form": form, "batch_size": batch, "params": 10, "flops": 100,
+                         "median_ms": ms, "p90_ms": ms * 1.1, "repeats": 5, "device": "cpu",
+                         "dtype": "float32", "threads": 2, "theoretical_speedup": 2.0,
+                         "measured_speedup": times["dense"] / ms, "explanation": f"{form} why"})
+    return rows
+
+
+def test_speed_lab_frames_and_figures():
+    frame = charts.forms_frame(_forms_rows())
+    assert frame["label"].unique().tolist() == ["dense", "masked dense", "sparse kernels",
+                                                "physically pruned"]
+    assert frame.set_index(["form", "batch_size"]).loc[("physical", 8), "ms_per_image"] == 0.5
+    table = charts.forms_table(frame)
+    assert list(table.columns)[:3] == ["form", "batch", "median (ms / batch)"] and len(table) == 8
+    fig = charts.speedup_figure(frame)
+    assert len(fig.data) == 6                          # 3 non-dense forms × (measured, theoretical)
+    assert fig.layout.shapes[0].y0 == 1.0              # the "as fast as dense" line
+    latency = charts.latency_figure(frame)
+    assert [t.name for t in latency.data] == ["dense", "masked dense", "sparse kernels",
+                                              "physically pruned"]
+
+    crossover = {"sparsities": [0.5, 0.9, 0.99], "dense_ms": [1.0, 1.0, 1.0],
+                 "csr_ms": [4.0, 1.5, 0.5], "speedup": [0.25, 2 / 3, 2.0], "crossover": 0.95}
+    fig = charts.crossover_figure(crossover)
+    assert len(fig.data) == 2 and fig.layout.shapes[0].x0 == 0.95
+    assert charts.crossover_frame(crossover)["speedup"].tolist() == pytest.approx([0.25, 2 / 3, 2.0])
+
+
+def test_speedlab_inputs_load_the_final_model_mask_and_shape(tmp_path):
+    from pruning import data, models
+
+    store = RunStore(tmp_path)
+    config = RunConfig(model="small_cnn", dataset="digits")
+    channels, size, classes = data.dataset_shape(config)
+    model = models.build_model(config, channels, classes, size)
+    run_id = store.create_run(config, {})
+    mask = Mask.ones_like(model)
+    store.add_snapshot(run_id, 3, 1.0, mask)
+    store.save_model(run_id, model, whole_module=False)
+    store.finish_run(run_id, "done", {})
+    loaded, loaded_mask, shape = charts.speedlab_inputs(store, store.get_run(run_id))
+    assert shape == (channels, size, size)
+    assert loaded_mask.equals(mask)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
+                                                 model.state_dict().values()))

@@ -27,8 +27,10 @@ MASK_COLORSCALE = [[0.0, "#f4f1ea"], [1.0, "#1f3b73"]]
 # SSC kernel kinds: 0 empty, 1 pointwise (centre tap), 2 full K×K.
 SSC_KINDS = ("empty", "pointwise (1×1)", "full K×K")
 SSC_COLORS = ("#f4f1ea", "#e69f00", "#1f3b73")
-# The four forms of the speed lab, in the order they are explained.
-FORM_ORDER = ("dense", "masked dense", "sparse kernels", "physically pruned")
+# The four forms of the speed lab (pruning.speedlab.FORMS) and how the page names them.
+FORM_LABELS = {"dense": "dense", "masked": "masked dense", "sparse": "sparse kernels",
+               "physical": "physically pruned"}
+FORM_COLORS = {"dense": "#999999", "masked": "#1f3b73", "sparse": "#e69f00", "physical": "#009e73"}
 
 
 def short_name(layer: str) -> str:
@@ -58,7 +60,7 @@ def _heatmap(frame: np.ndarray, showscale: bool, coloraxis: str = "coloraxis") -
 
 def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
                      alignment: Sequence[tuple[int, ...]] | None = None,
-                     height: int = 460) -> go.Figure:
+                     height: int = 560) -> go.Figure:
     """One layer's mask over training, one heatmap per run side by side, with a play button.
 
     ``alignment``: for each animation frame, the snapshot index shown for each film (see
@@ -78,9 +80,8 @@ def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
         fig.update_xaxes(title_text=x_title, row=1, col=col, showgrid=False)
         fig.update_yaxes(title_text=y_title, row=1, col=col, autorange="reversed", showgrid=False)
 
-    def label(indices: tuple[int, ...]) -> str:
-        return " | ".join(f"epoch {film.epochs[i]:.1f}" for (_, film), i in zip(films, indices))
-
+    # Slider ticks show the first film's epoch (films are aligned by training progress).
+    lead = films[0][1]
     frames, steps = [], []
     for number, indices in enumerate(alignment):
         name = str(number)
@@ -88,17 +89,17 @@ def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
             name=name, traces=list(range(len(films))),
             data=[_heatmap(film.frames[i], showscale=k == 0)
                   for k, ((_, film), i) in enumerate(zip(films, indices))]))
-        steps.append({"method": "animate", "label": label(indices) if len(films) == 1
-                      else f"{number + 1}",
+        steps.append({"method": "animate", "label": f"{lead.epochs[indices[0]]:.1f}",
                       "args": [[name], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
                                         "transition": {"duration": 0}}]})
     fig.frames = frames
+    prefix = "epoch " if len(films) == 1 else "epoch (left run) "
     fig.update_layout(
         coloraxis=dict(colorscale=MASK_COLORSCALE, cmin=0.0, cmax=1.0,
                        colorbar=dict(title="kept", tickformat=".0%", len=0.8)),
         updatemenus=[{
-            "type": "buttons", "direction": "left", "x": 0.0, "y": -0.16, "xanchor": "left",
-            "yanchor": "top", "showactive": False,
+            "type": "buttons", "direction": "left", "x": 0.0, "y": -0.14, "xanchor": "left",
+            "yanchor": "top", "showactive": False, "pad": {"t": 0, "r": 10},
             "buttons": [
                 {"label": "▶ play", "method": "animate",
                  "args": [None, {"frame": {"duration": 400, "redraw": True}, "fromcurrent": True,
@@ -106,12 +107,12 @@ def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
                 {"label": "❚❚ pause", "method": "animate",
                  "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]},
             ]}],
-        sliders=[{"active": 0, "x": 0.16, "y": -0.12, "len": 0.84, "xanchor": "left", "yanchor": "top",
-                  "currentvalue": {"prefix": "snapshot " if len(films) > 1 else "", "visible": True},
-                  "pad": {"t": 10}, "steps": steps}],
+        sliders=[{"active": 0, "x": 0.0, "y": -0.24, "len": 1.0, "xanchor": "left", "yanchor": "top",
+                  "currentvalue": {"prefix": prefix, "visible": True, "xanchor": "right"},
+                  "pad": {"t": 0}, "steps": steps}],
     )
     _style(fig, height=height)
-    fig.update_layout(margin=dict(l=10, r=10, t=40, b=120))
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=150))
     return fig
 
 
@@ -132,7 +133,7 @@ def churn_figure(churn: pd.DataFrame) -> go.Figure:
             hovertemplate=("epoch %{x:.2f}: %{y} flipped<br>%{customdata[0]} pruned, "
                            "%{customdata[1]} regrown<extra>%{fullData.name}</extra>")))
     fig.update_xaxes(title_text="epoch (of the later snapshot)")
-    fig.update_yaxes(title_text="mask entries flipped since previous snapshot (count)", rangemode="tozero")
+    fig.update_yaxes(title_text="entries flipped since last snapshot (count)", rangemode="tozero")
     return _style(fig, legend_title="run")
 
 
@@ -156,7 +157,10 @@ def layer_sparsity_figure(frame: pd.DataFrame) -> go.Figure:
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_yaxes(title_text="layer sparsity (% of weights pruned)", row=1, col=1)
     _percent_axis(fig, range=[0, 1.02])
-    return _style(fig, legend_title="layer")
+    _style(fig, legend_title="layer")
+    # subplot titles sit at the top edge: lift the legend above them
+    fig.update_layout(margin=dict(t=90), legend=dict(y=1.14))
+    return fig
 
 
 # ---- ASWL --------------------------------------------------------------------------------------------
@@ -310,6 +314,31 @@ def ispasp_units_figure(blocks: Sequence[str], matrix: np.ndarray) -> go.Figure:
     return _style(fig, height=max(200, 60 + 36 * len(blocks)))
 
 
+ISPASP_STAGES = (("acc_dense", "dense<br>(before pruning)"), ("acc_pruned", "right after<br>pruning"),
+                 ("acc_finetuned", "after<br>fine-tuning"))
+
+
+def ispasp_accuracy_frame(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """Test accuracy at the three stages of an i-SpaSP run (stage, accuracy)."""
+    rows = [{"stage": label, "accuracy": float(summary[key])}
+            for key, label in ISPASP_STAGES if summary.get(key) is not None]
+    return pd.DataFrame(rows, columns=["stage", "accuracy"])
+
+
+def ispasp_accuracy_figure(frame: pd.DataFrame) -> go.Figure:
+    """Bars: accuracy of the dense network, right after i-SpaSP cut it, and after fine-tuning."""
+    if frame.empty:
+        return _empty_figure("no accuracies recorded")
+    fig = go.Figure(go.Bar(x=frame["stage"], y=frame["accuracy"], texttemplate="%{y:.1%}",
+                           textposition="outside", cliponaxis=False, name="test accuracy",
+                           marker_color=[charts.PALETTE[i % len(charts.PALETTE)] for i in range(len(frame))],
+                           hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
+    fig.update_xaxes(title_text="stage of the run", tickangle=0)
+    fig.update_yaxes(title_text="test accuracy (%)", range=[0, 1.12])
+    _percent_axis(fig)
+    return _style(fig, height=320)
+
+
 # ---- SSC -------------------------------------------------------------------------------------------
 def _discrete_colorscale(colors: Sequence[str]) -> list[list]:
     n = len(colors)
@@ -341,12 +370,17 @@ def ssc_pattern_figure(pattern: Sequence[Sequence[int]], title: str | None = Non
     return _style(fig, height=height)
 
 
+def _kernel_text(kernel: Any) -> str:
+    sizes = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel, kernel]
+    return "×".join(str(int(k)) for k in sizes)
+
+
 def ssc_layers_frame(traces: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """"ssc_pattern" rows → one row per layer: kind, shape, periods and parameters vs dense."""
+    """"ssc_pattern" rows → one row per layer: kind, shape, periods, parameters vs dense."""
     rows = []
     for t in traces:
         rows.append({"layer": t["layer"], "kind": t["kind"], "in": int(t["in"]), "out": int(t["out"]),
-                     "kernel": int(t["kernel"]), "period_full": t.get("period_full"),
+                     "kernel": _kernel_text(t["kernel"]), "period_full": t.get("period_full"),
                      "period_pointwise": t.get("period_pointwise"), "params": int(t["params"]),
                      "dense_params": int(t["dense_params"])})
     frame = pd.DataFrame(rows, columns=["layer", "kind", "in", "out", "kernel", "period_full",
@@ -355,42 +389,277 @@ def ssc_layers_frame(traces: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+#: (title, what it shows, in, out, period_full, period_pointwise, layout) of the didactic cases
+SSC_CASES = (
+    ("dense", "P_k = 1: every kernel full", 8, 8, 1, 0, "shifted"),
+    ("depthwise", "P_k = C: one full kernel per filter, on its own channel", 8, 8, 8, 0, "shifted"),
+    ("group (2 groups)", "P_k = 2, blocked layout: full kernels within the filter's group",
+     8, 8, 2, 0, "blocked"),
+    ("pointwise", "P_k = 0, P_p = 1: only centre taps (a 1×1 conv)", 8, 8, 0, 1, "shifted"),
+    ("HetConv (P = 4)", "P_k = 4, P_p = 1: every 4th kernel full, the rest 1×1", 8, 8, 4, 1, "shifted"),
+    ("SSC mix", "P_k = 4, P_p = 2: full, pointwise and empty kernels", 8, 8, 4, 2, "shifted"),
+)
+
+
+def ssc_special_cases() -> list[tuple[str, str, np.ndarray]]:
+    """(title, note, pattern) of depthwise/group/pointwise/dense and two mixed SSC patterns,
+    computed by the method's own ``pattern_matrix`` (no run needed)."""
+    from pruning.methods.ssc import pattern_matrix
+
+    return [(title, note, pattern_matrix(c_in, c_out, pk, pp, layout).numpy())
+            for title, note, c_in, c_out, pk, pp, layout in SSC_CASES]
+
+
+def ssc_cases_figure(cases: Sequence[tuple[str, str, np.ndarray]], height: int = 260) -> go.Figure:
+    """The special cases side by side, one small kernel-pattern picture each."""
+    fig = make_subplots(rows=1, cols=len(cases), subplot_titles=[t for t, _, _ in cases],
+                        horizontal_spacing=0.025)
+    scale = _discrete_colorscale(SSC_COLORS)
+    for col, (_, note, pattern) in enumerate(cases, start=1):
+        kinds = np.asarray(SSC_KINDS, dtype=object)[pattern.astype(int)]
+        fig.add_trace(go.Heatmap(
+            z=pattern, zmin=-0.5, zmax=2.5, colorscale=scale, showscale=col == len(cases),
+            customdata=kinds, xgap=2, ygap=2,
+            colorbar=dict(tickvals=[0, 1, 2], ticktext=list(SSC_KINDS), title="kernel", len=0.9),
+            hovertemplate=note + "<br>filter %{y}, channel %{x}: %{customdata}<extra></extra>"),
+            row=1, col=col)
+        rows, cols = pattern.shape
+        # Fixed ranges (not autorange) so the square cells fill each panel without padding.
+        fig.update_yaxes(range=[rows - 0.5, -0.5], showgrid=False, zeroline=False,
+                         showticklabels=False, scaleanchor=f"x{col if col > 1 else ''}",
+                         constrain="domain", row=1, col=col)
+        fig.update_xaxes(range=[-0.5, cols - 0.5], showgrid=False, zeroline=False,
+                         showticklabels=False, constrain="domain", title_text="input channels →",
+                         row=1, col=col)
+    fig.update_yaxes(title_text="output filters →", row=1, col=1)
+    _style(fig, height=height)
+    fig.update_layout(margin=dict(t=50, b=10))
+    fig.update_annotations(font_size=12)
+    return fig
+
+
+def ssc_comparison_frame(runs: Sequence) -> pd.DataFrame:
+    """SSC and pruning-at-init runs with the same parameter budget, one row each."""
+    rows = []
+    for run in runs:
+        s = run.summary
+        rows.append({"method": run.config.method, "sparsity": s.get("mask_sparsity"),
+                     "params_nonzero": s.get("params_nonzero"), "params_dense": s.get("params_dense"),
+                     "test_acc": s.get("test_acc"), "flops": s.get("flops"),
+                     "latency_ms": s.get("latency_ms"), "run_id": run.id})
+    return pd.DataFrame(rows, columns=["method", "sparsity", "params_nonzero", "params_dense",
+                                       "test_acc", "flops", "latency_ms", "run_id"])
+
+
 # ---- weight unification (ADMM) -------------------------------------------------------------------------
+ADMM_COLUMNS = ("round", "w_minus_z", "w_minus_z_rel", "pruned_fraction", "unified_fraction",
+                "w_unified_fraction")
+
+
 def admm_frame(traces: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """"admm" rows → round, w_minus_z, pruned_fraction, unified_fraction."""
-    return pd.DataFrame([{"round": int(t["round"]), "w_minus_z": float(t["w_minus_z"]),
-                          "pruned_fraction": float(t["pruned_fraction"]),
-                          "unified_fraction": float(t["unified_fraction"])} for t in traces],
-                        columns=["round", "w_minus_z", "pruned_fraction", "unified_fraction"])
+    """"admm" rows → one row per ADMM round (round 0 = before the first Z/U update).
+
+    w_minus_z: ‖W − Z‖_F; w_minus_z_rel: the same over ‖W‖_F; pruned/unified_fraction: blocks
+    of the projection Z that are pruned / unified; w_unified_fraction: kept blocks whose own
+    weights W are already (nearly) unified, i.e. |w| spread within 5 % of their mean.
+    """
+    rows = [{c: (float(t[c]) if c != "round" else int(t[c])) if t.get(c) is not None else np.nan
+             for c in ADMM_COLUMNS} for t in traces]
+    return pd.DataFrame(rows, columns=list(ADMM_COLUMNS))
 
 
 def admm_distance_figure(frame: pd.DataFrame) -> go.Figure:
     """‖W − Z‖ after each ADMM round: how far the trained weights are from the unified ones."""
     if frame.empty:
         return _empty_figure("no ADMM trace")
-    fig = go.Figure(go.Scatter(x=frame["round"], y=frame["w_minus_z"], mode="lines+markers",
-                               name="‖W − Z‖_F",
-                               hovertemplate="round %{x}: %{y:.4g}<extra></extra>"))
-    fig.update_xaxes(title_text="ADMM round", dtick=1 if len(frame) <= 20 else None)
-    fig.update_yaxes(title_text="‖W − Z‖_F (Frobenius norm, log scale)", type="log")
+    relative = frame["w_minus_z_rel"].notna().all()
+    y = frame["w_minus_z_rel"] if relative else frame["w_minus_z"]
+    fig = go.Figure(go.Scatter(
+        x=frame["round"], y=y, mode="lines+markers",
+        name="‖W − Z‖ ÷ ‖W‖" if relative else "‖W − Z‖_F",
+        customdata=frame["w_minus_z"],
+        hovertemplate="round %{x}: %{y:.3g}<br>‖W − Z‖_F = %{customdata:.4g}<extra></extra>"))
+    fig.update_xaxes(title_text="ADMM round (Z, U updated)")
+    # A log axis only helps when the distance spans more than a decade.
+    positive = y[y > 0]
+    log = len(positive) > 1 and positive.max() / positive.min() > 10
+    title = "‖W − Z‖_F ÷ ‖W‖_F" if relative else "‖W − Z‖_F"
+    fig.update_yaxes(title_text=title + (" (log scale)" if log else ""),
+                     type="log" if log else "linear", rangemode="normal" if log else "tozero")
     fig.update_layout(showlegend=True)
     return _style(fig, legend_title="distance")
 
 
 def admm_fractions_figure(frame: pd.DataFrame) -> go.Figure:
-    """Fraction of micro-blocks pruned (magnitude 0) and unified (one shared magnitude) per round."""
+    """Block fractions per ADMM round: Z's pruned and unified blocks, and how many of W's kept
+    blocks are already unified themselves."""
     if frame.empty:
         return _empty_figure("no ADMM trace")
     fig = go.Figure()
-    for column, name, color in (("pruned_fraction", "pruned blocks", "#999999"),
-                                ("unified_fraction", "unified blocks", "#1f3b73")):
-        fig.add_trace(go.Scatter(x=frame["round"], y=frame[column], mode="lines+markers", name=name,
-                                 line=dict(color=color),
-                                 hovertemplate="round %{x}: %{y:.1%}<extra>%{fullData.name}</extra>"))
-    fig.update_xaxes(title_text="ADMM round", dtick=1 if len(frame) <= 20 else None)
-    fig.update_yaxes(title_text="micro-blocks (% of all blocks)")
+    for column, name, color, dash in (
+            ("pruned_fraction", "pruned blocks (in Z)", "#999999", "dot"),
+            ("unified_fraction", "unified blocks (in Z)", "#1f3b73", "dot"),
+            ("w_unified_fraction", "kept blocks of W already unified", "#e69f00", None)):
+        if frame[column].notna().any():
+            fig.add_trace(go.Scatter(
+                x=frame["round"], y=frame[column], mode="lines+markers", name=name,
+                line=dict(color=color, dash=dash),
+                hovertemplate="round %{x}: %{y:.1%}<extra>%{fullData.name}</extra>"))
+    fig.update_xaxes(title_text="ADMM round (Z, U updated)")
+    fig.update_yaxes(title_text="share of micro-blocks (%)")
     _percent_axis(fig, range=[0, 1.02])
-    return _style(fig, legend_title="blocks")
+    return _style(fig, legend_title="")
+
+
+STORAGE_KEYS = ("weights", "blocks", "unified_blocks", "pruned_blocks", "dense_bits", "unified_bits",
+                "dense_multiplies", "unified_multiplies")
+
+
+def storage_frame(trace: Mapping[str, Any]) -> pd.DataFrame:
+    """"unification_storage" payload → one row per layer plus a final "total" row."""
+    layers = list(trace.get("layers", []))
+    rows = [{"layer": layer, **{k: int(trace[k][i]) for k in STORAGE_KEYS if k in trace}}
+            for i, layer in enumerate(layers)]
+    total = trace.get("total") or {}
+    if total:
+        rows.append({"layer": "total", **{k: int(total[k]) for k in STORAGE_KEYS if k in total}})
+    frame = pd.DataFrame(rows, columns=["layer", *STORAGE_KEYS])
+    frame["compression"] = frame["dense_bits"] / frame["unified_bits"].where(frame["unified_bits"] > 0)
+    frame["multiply_reduction"] = (frame["dense_multiplies"]
+                                   / frame["unified_multiplies"].where(frame["unified_multiplies"] > 0))
+    return frame
+
+
+def storage_figure(frame: pd.DataFrame) -> go.Figure:
+    """Per layer: storage (kbit) and multiplies per image, dense vs unified-and-pruned."""
+    layers = frame[frame["layer"] != "total"]
+    if layers.empty:
+        return _empty_figure("no storage report")
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("storage of the weights", "multiplies per image"))
+    names = [short_name(l) for l in layers["layer"]]
+    for col, (dense, unified, scale, unit) in enumerate(
+            (("dense_bits", "unified_bits", 1e3, "kbit"),
+             ("dense_multiplies", "unified_multiplies", 1e3, "thousand multiplies")), start=1):
+        for column, label, color in ((dense, "dense (32-bit floats)", "#999999"),
+                                     (unified, "unified + pruned blocks", "#1f3b73")):
+            fig.add_trace(go.Bar(x=names, y=layers[column] / scale, name=label, marker_color=color,
+                                 legendgroup=label, showlegend=col == 1,
+                                 hovertemplate="%{x}: %{y:,.1f} " + unit
+                                               + "<extra>%{fullData.name}</extra>"),
+                          row=1, col=col)
+        fig.update_yaxes(title_text=unit, row=1, col=col)
+        fig.update_xaxes(title_text="layer", row=1, col=col)
+    fig.update_layout(barmode="group")
+    _style(fig, legend_title="")
+    fig.update_layout(margin=dict(t=90), legend=dict(y=1.14))
+    return fig
+
+
+# ---- speed lab ----------------------------------------------------------------------------------------
+FORMS_COLUMNS = ("form", "label", "batch_size", "median_ms", "p90_ms", "ms_per_image", "params",
+                 "flops", "theoretical_speedup", "measured_speedup", "repeats", "explanation")
+
+
+def forms_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """``speedlab.four_forms`` rows → frame with a readable ``label`` and ms per image."""
+    records = []
+    for r in rows:
+        records.append({**{k: r.get(k) for k in FORMS_COLUMNS if k in r},
+                        "label": FORM_LABELS.get(r["form"], r["form"]),
+                        "ms_per_image": float(r["median_ms"]) / int(r["batch_size"])})
+    return pd.DataFrame(records, columns=list(FORMS_COLUMNS))
+
+
+def forms_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table the page shows: one row per form and batch size, units in the headers."""
+    return pd.DataFrame({
+        "form": frame["label"], "batch": frame["batch_size"],
+        "median (ms / batch)": frame["median_ms"].round(3), "p90 (ms / batch)": frame["p90_ms"].round(3),
+        "parameters": frame["params"], "MFLOPs / image": (frame["flops"] / 1e6).round(3),
+        "theoretical ×": frame["theoretical_speedup"].round(2),
+        "measured ×": frame["measured_speedup"].round(2), "why": frame["explanation"]})
+
+
+def _form_lines(fig: go.Figure, frame: pd.DataFrame, y: str, *, dash: str | None = None,
+                suffix: str = "", showlegend: bool = True, hover: str) -> None:
+    for form, group in frame.groupby("form", sort=False):
+        group = group.sort_values("batch_size")
+        fig.add_trace(go.Scatter(
+            x=group["batch_size"], y=group[y], mode="lines+markers", name=FORM_LABELS.get(form, form) + suffix,
+            legendgroup=form, showlegend=showlegend,
+            line=dict(color=FORM_COLORS.get(form), dash=dash),
+            hovertemplate="batch %{x}: " + hover + "<extra>%{fullData.name}</extra>"))
+
+
+def latency_figure(frame: pd.DataFrame) -> go.Figure:
+    """Median latency per image of each form across batch sizes (log-log)."""
+    if frame.empty:
+        return _empty_figure("nothing measured yet")
+    fig = go.Figure()
+    _form_lines(fig, frame, "ms_per_image", hover="%{y:.3g} ms per image")
+    fig.update_xaxes(title_text="batch size (images, log scale)", type="log",
+                     tickvals=sorted(frame["batch_size"].unique()))
+    fig.update_yaxes(title_text="latency per image (ms, log scale)", type="log")
+    return _style(fig, legend_title="form")
+
+
+def speedup_figure(frame: pd.DataFrame) -> go.Figure:
+    """Measured speed-up over dense (solid) against the FLOPs-based theoretical one (dashed)."""
+    if frame.empty:
+        return _empty_figure("nothing measured yet")
+    shown = frame[frame["form"] != "dense"]
+    fig = go.Figure()
+    _form_lines(fig, shown, "measured_speedup", suffix=" — measured", hover="%{y:.2f}×")
+    _form_lines(fig, shown, "theoretical_speedup", dash="dash", suffix=" — FLOPs ratio",
+                hover="%{y:.2f}× in theory")
+    fig.add_hline(y=1.0, line=dict(color="#666", width=1), annotation_text="as fast as dense",
+                  annotation_position="bottom right")
+    fig.update_xaxes(title_text="batch size (images, log scale)", type="log",
+                     tickvals=sorted(frame["batch_size"].unique()))
+    fig.update_yaxes(title_text="speed-up over dense (×, log scale)", type="log")
+    return _style(fig, height=420, legend_title="")
+
+
+def speedlab_inputs(store, run) -> tuple[Any, Any, tuple[int, int, int]]:
+    """(final model on CPU, final mask or None, input shape (C, H, W)) of a finished run.
+
+    The mask is the run's last snapshot; methods that changed the architecture (i-SpaSP, SSC)
+    store none, and their model already is the pruned network.
+    """
+    from pruning import data
+
+    model = store.load_model(run.id)
+    snapshots = store.snapshots(run.id)
+    mask = store.load_snapshot(run.id, snapshots[-1]["step"]) if snapshots else None
+    channels, size, _ = data.dataset_shape(run.config)
+    return model, mask, (channels, size, size)
+
+
+def crossover_frame(result: Mapping[str, Any]) -> pd.DataFrame:
+    """``speedlab.csr_crossover`` result → sparsity, dense_ms, csr_ms, speedup."""
+    return pd.DataFrame({"sparsity": result["sparsities"], "dense_ms": result["dense_ms"],
+                         "csr_ms": result["csr_ms"], "speedup": result["speedup"]})
+
+
+def crossover_figure(result: Mapping[str, Any]) -> go.Figure:
+    """Dense vs CSR time of one Linear layer as sparsity grows, and where CSR starts to win."""
+    frame = crossover_frame(result)
+    if frame.empty:
+        return _empty_figure("nothing measured yet")
+    fig = go.Figure()
+    for column, name, color in (("dense_ms", "dense matmul", FORM_COLORS["dense"]),
+                                ("csr_ms", "CSR sparse matmul", FORM_COLORS["sparse"])):
+        fig.add_trace(go.Scatter(x=frame["sparsity"], y=frame[column], mode="lines+markers",
+                                 name=name, line=dict(color=color),
+                                 hovertemplate="%{x:.0%} sparse: %{y:.3g} ms<extra>%{fullData.name}</extra>"))
+    crossover = result.get("crossover")
+    if crossover is not None:
+        fig.add_vline(x=crossover, line=dict(color="#333", dash="dash"),
+                      annotation_text=f"CSR wins from ~{crossover:.0%}", annotation_position="top left")
+    fig.update_xaxes(title_text="sparsity of the weight (% zeros)", tickformat=".0%")
+    fig.update_yaxes(title_text="time per call (ms, log scale)", type="log")
+    return _style(fig, legend_title="")
 
 
 # ---- shared by the pages -----------------------------------------------------------------------------
