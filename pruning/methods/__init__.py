@@ -26,4 +26,5 @@ def build_method(config):
 
 # Registration happens on import; order here is the order users see.
 from pruning.methods import scheduled  # noqa: E402,F401
+from pruning.methods import aswl, unification  # noqa: E402,F401
 from pruning.methods import ispasp, ssc  # noqa: E402,F401
