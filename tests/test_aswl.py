@@ -126,48 +126,44 @@ def test_traces_attentions_stay_clipped(aswl_run):
     assert "aswl_attention" in ctx.recorder.epochs[-1]
 
 
-def test_attentions_are_clipped_after_every_step(digits):
-    data = small(digits, n_train=96)
-    config = RunConfig(epochs=1, width=0.25, batch_size=16, sparsity=0.9)
+def train_watching(data, config: RunConfig, cfg: AswlConfig, target_density: float, watch):
+    """Train ``config``'s model with AswlHooks; ``watch(hooks)`` runs after every step."""
     model = build_model(config, 1, 10, 8)
-    layers = prunable_layers(model)
-    # A huge attention LR overshoots both bounds; clipping must hold them.
-    hooks = AswlHooks(layers, AswlConfig(attention_lr=5.0), 0.1, torch.device("cpu"))
+    hooks = AswlHooks(prunable_layers(model), cfg, target_density, torch.device("cpu"))
     hooks.attach()
-    seen = []
     original = hooks.after_step
 
     def after_step(*args):
         original(*args)
-        seen.append(hooks.attention.detach().clone())
+        watch(hooks)
 
     hooks.after_step = after_step
     ctx = RunContext(config, None, data, torch.device("cpu"), MemoryRecorder())
-    fit(model, ctx, epochs=1, hooks=hooks)
+    fit(model, ctx, epochs=config.epochs, hooks=hooks)
+    return hooks
+
+
+def test_attentions_are_clipped_after_every_step(digits):
+    seen = []
+    # A huge attention LR overshoots both bounds; clipping must hold them.
+    train_watching(small(digits, n_train=96), RunConfig(epochs=1, width=0.25, batch_size=16),
+                   AswlConfig(attention_lr=5.0), 0.1,
+                   lambda hooks: seen.append(hooks.attention.detach().clone()))
     values = torch.stack(seen)
     assert float(values.min()) >= LOW and float(values.max()) <= HIGH
     assert float(values.min()) == LOW
 
 
 def test_pruned_weights_regrow_and_dense_copy_keeps_moving(digits):
-    data = small(digits, n_train=256)
-    config = RunConfig(epochs=3, width=0.5, batch_size=32, sparsity=0.8)
-    model = build_model(config, 1, 10, 8)
-    layers = prunable_layers(model)
-    hooks = AswlHooks(layers, AswlConfig(attention_lr=0.02), 0.2, torch.device("cpu"))
-    hooks.attach()
     masks, dense = [], []
-    original = hooks.after_step
 
-    def after_step(*args):
-        original(*args)
-        masks.append(torch.cat([hooks._keep(i).flatten() for i in range(len(layers))]).clone())
-        dense.append(torch.cat([hooks._dense(i).detach().flatten()
-                                for i in range(len(layers))]).clone())
+    def watch(hooks):
+        layers = range(len(hooks.names))
+        masks.append(torch.cat([hooks._keep(i).flatten() for i in layers]).clone())
+        dense.append(torch.cat([hooks._dense(i).detach().flatten() for i in layers]).clone())
 
-    hooks.after_step = after_step
-    ctx = RunContext(config, None, data, torch.device("cpu"), MemoryRecorder())
-    fit(model, ctx, epochs=3, hooks=hooks)
+    train_watching(small(digits, n_train=256), RunConfig(epochs=3, width=0.5, batch_size=32),
+                   AswlConfig(attention_lr=0.02), 0.2, watch)
     masks, dense = torch.stack(masks).bool(), torch.stack(dense)  # (steps, weights)
     # A weight pruned at some step is kept at a later one.
     pruned_then_kept = (~masks[:-1]).cumsum(0).bool() & masks[1:]
