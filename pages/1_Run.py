@@ -17,7 +17,7 @@ from pruning.methods import METHODS
 from pruning.methods.scheduled import ScheduledPruning
 from pruning.models import MODELS
 from pruning.schedules import SCHEDULES, schedule_from_config
-from ui import charts, common, forms, state
+from ui import charts, common, forms
 
 SLOT = "run"
 K = "run."  # widget key prefix

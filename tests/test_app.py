@@ -470,3 +470,18 @@ def test_run_page_keeps_hidden_choices(empty_home):
     at.selectbox(key="run.granularity").set_value("nm").run()
     assert (at.number_input(key="run.nm_n").value, at.number_input(key="run.nm_m").value) == (2, 4)
     assert not at.error
+
+
+def test_job_reports_errors_instead_of_hanging(tmp_path):
+    def broken(config, store, **kwargs):
+        raise RuntimeError("boom")
+
+    store = RunStore(tmp_path)
+    job = jobs.Job([TINY, TINY], store, kind="sweep", runner=broken).start()
+    assert job.wait(10)
+    p = job.progress()
+    assert (p.status, p.statuses, p.error) == ("failed", ("failed", "failed"), "RuntimeError: boom")
+    # a failure outside the runs (here: an impossible thread count) still ends the job
+    job = jobs.Job([TINY], store, threads=-1, runner=broken).start()
+    assert job.wait(10)
+    assert job.progress().status == "failed" and not job.progress().running

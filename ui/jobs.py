@@ -184,6 +184,13 @@ class Job:
         self._update(**changes)
 
     def _work(self) -> None:
+        try:
+            self._train_all()
+        except BaseException as exc:  # never leave a dead job looking "running" to its page
+            self._update(status="failed", finished=time.time(), message="failed",
+                         error=f"{type(exc).__name__}: {exc}")
+
+    def _train_all(self) -> None:
         import torch
 
         from pruning.session import run_session
