@@ -122,7 +122,8 @@ def ssc_comparison(run) -> None:
         table = ac.ssc_comparison_frame([run, *present])
         st.dataframe(table.drop(columns=["run_id", "params_dense"]), hide_index=True,
                      column_config={
-                         "sparsity": st.column_config.NumberColumn("sparsity (mask)", format="percent"),
+                         "params_removed": st.column_config.NumberColumn("parameters removed",
+                                                                         format="percent"),
                          "params_nonzero": st.column_config.NumberColumn("nonzero parameters"),
                          "test_acc": st.column_config.NumberColumn("test accuracy", format="percent"),
                          "flops": st.column_config.NumberColumn("FLOPs / image", format="compact"),

@@ -85,21 +85,25 @@ with common.user_errors():
                   "this run's method changed the architecture itself (no mask): every form is "
                   "the already-pruned network, so compare with the run's dense latency in Runs")
                + ".")
-    st.dataframe(ac.forms_table(frame), hide_index=True, width="stretch")
+    table = ac.forms_table(frame)
+    st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 4)
     common.caption("One row per form and batch size: median and 90th-percentile time per batch, "
-                   "parameters each form needs, FLOPs it executes, the speed-up FLOPs promise and "
-                   "the one measured, and why they differ.")
+                   "parameters each form needs, FLOPs it executes, and the speed-up over dense that "
+                   "FLOPs promise (theoretical) against the one measured.")
 
     largest = frame[frame["batch_size"] == frame["batch_size"].max()]
     st.markdown("\n".join(f"- **{row.label}** ({row.measured_speedup:.2f}× measured, "
                           f"{row.theoretical_speedup:.2f}× in theory): {row.explanation}"
                           for row in largest.itertuples()))
-    common.caption(f"Each form explained at batch {int(frame['batch_size'].max())}.")
+    common.caption(f"Why each form is as fast as it is, at batch {int(frame['batch_size'].max())}.")
+    with st.expander("Explanations at every batch size"):
+        st.markdown("\n".join(f"- batch {row.batch_size}, **{row.label}**: {row.explanation}"
+                              for row in frame.itertuples()))
 
     left, right = st.columns(2)
     with left:
         st.plotly_chart(ac.latency_figure(frame), key="speedlab-latency")
-        common.caption("Time per image of each form as the batch grows (both axes log): "
+        common.caption("Time per image of each form as the batch grows (batch size on a log axis): "
                        "larger batches spread fixed per-call costs over more images.")
     with right:
         st.plotly_chart(ac.speedup_figure(frame), key="speedlab-speedup")

@@ -279,6 +279,7 @@ def test_speed_lab_frames_and_figures():
     assert frame.set_index(["form", "batch_size"]).loc[("physical", 8), "ms_per_image"] == 0.5
     table = charts.forms_table(frame)
     assert list(table.columns)[:3] == ["form", "batch", "median (ms / batch)"] and len(table) == 8
+    assert table["measured ×"].tolist()[:4] == [1.0, 1.0, 0.5, 2.0]
     fig = charts.speedup_figure(frame)
     assert len(fig.data) == 6                          # 3 non-dense forms × (measured, theoretical)
     assert fig.layout.shapes[0].y0 == 1.0              # the "as fast as dense" line
@@ -310,3 +311,14 @@ def test_speedlab_inputs_load_the_final_model_mask_and_shape(tmp_path):
     assert loaded_mask.equals(mask)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
                                                  model.state_dict().values()))
+
+
+def test_ssc_comparison_rows_hold_the_parameter_budget(tmp_path):
+    store = RunStore(tmp_path)
+    for method, nonzero in (("ssc", 400), ("snip", 400)):
+        run_id = store.create_run(RunConfig(method=method), {})
+        store.finish_run(run_id, "done", {"params_nonzero": nonzero, "params_dense": 1000,
+                                          "test_acc": 0.9, "mask_sparsity": 0.0})
+    table = charts.ssc_comparison_frame(store.list_runs())
+    assert sorted(table["method"]) == ["snip", "ssc"]
+    assert table["params_removed"].tolist() == pytest.approx([0.6, 0.6])

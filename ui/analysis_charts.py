@@ -46,6 +46,19 @@ def _percent_axis(fig: go.Figure, axis: str = "y", **kwargs: Any) -> None:
     getattr(fig, f"update_{axis}axes")(tickformat=".0%", **kwargs)
 
 
+def _value_axis(fig: go.Figure, values: Iterable[float], title: str) -> None:
+    """A y axis titled ``title``: log scale when the values span more than a decade (the title
+    then says so), else linear from zero — a log axis over a narrow range only confuses."""
+    positive = pd.Series(list(values), dtype=float)
+    positive = positive[positive > 0]
+    log = len(positive) > 1 and positive.max() / positive.min() > 10
+    fig.update_yaxes(title_text=title + (" (log scale)" if log else ""),
+                     type="log" if log else "linear", rangemode="normal" if log else "tozero")
+    if log:
+        # One labelled tick per decade: plotly's default 2/5 minor labels read as noise.
+        fig.update_yaxes(dtick=1, tickformat="~g")
+
+
 def _empty_figure(message: str, height: int = 220) -> go.Figure:
     return charts.empty_figure(message, height=height)
 
@@ -271,7 +284,7 @@ def ispasp_residual_figure(frame: pd.DataFrame, relative: bool = True) -> go.Fig
         fig.update_yaxes(title_text="‖Y_dense − Y_S‖ ÷ ‖Y_dense‖ (%)", tickformat=".0%",
                          rangemode="tozero")
     else:
-        fig.update_yaxes(title_text="‖Y_dense − Y_S‖_F (log scale)", type="log")
+        _value_axis(fig, frame["norm"], "‖Y_dense − Y_S‖_F")
     return _style(fig, legend_title="block")
 
 
@@ -362,10 +375,12 @@ def ssc_pattern_figure(pattern: Sequence[Sequence[int]], title: str | None = Non
         ygap=1 if z.shape[0] <= 64 else 0, showscale=showscale,
         colorbar=dict(tickvals=[0, 1, 2], ticktext=list(SSC_KINDS), title="kernel", len=0.9),
         hovertemplate="filter %{y}, channel %{x}: %{customdata}<extra></extra>"))
-    fig.update_xaxes(title_text="input channel", showgrid=False)
-    fig.update_yaxes(title_text="output filter", autorange="reversed", showgrid=False)
-    if z.shape[0] == z.shape[1] and z.shape[0] <= 32:
-        fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    rows, cols = z.shape
+    # Fixed ranges and square cells: the pattern fills its panel without padding around it.
+    fig.update_xaxes(title_text="input channel", showgrid=False, zeroline=False,
+                     range=[-0.5, cols - 0.5], constrain="domain")
+    fig.update_yaxes(title_text="output filter", showgrid=False, zeroline=False,
+                     range=[rows - 0.5, -0.5], scaleanchor="x", scaleratio=1, constrain="domain")
     fig.update_layout(title=title)
     return _style(fig, height=height)
 
@@ -439,15 +454,21 @@ def ssc_cases_figure(cases: Sequence[tuple[str, str, np.ndarray]], height: int =
 
 
 def ssc_comparison_frame(runs: Sequence) -> pd.DataFrame:
-    """SSC and pruning-at-init runs with the same parameter budget, one row each."""
+    """SSC and pruning-at-init runs with the same parameter budget, one row each.
+
+    ``params_removed`` is the share of all parameters that are gone (SSC: never stored;
+    baselines: zero under the mask), the budget the comparison holds equal.
+    """
     rows = []
     for run in runs:
         s = run.summary
-        rows.append({"method": run.config.method, "sparsity": s.get("mask_sparsity"),
-                     "params_nonzero": s.get("params_nonzero"), "params_dense": s.get("params_dense"),
+        nonzero, dense = s.get("params_nonzero"), s.get("params_dense")
+        rows.append({"method": run.config.method,
+                     "params_removed": 1.0 - nonzero / dense if nonzero is not None and dense else None,
+                     "params_nonzero": nonzero, "params_dense": dense,
                      "test_acc": s.get("test_acc"), "flops": s.get("flops"),
                      "latency_ms": s.get("latency_ms"), "run_id": run.id})
-    return pd.DataFrame(rows, columns=["method", "sparsity", "params_nonzero", "params_dense",
+    return pd.DataFrame(rows, columns=["method", "params_removed", "params_nonzero", "params_dense",
                                        "test_acc", "flops", "latency_ms", "run_id"])
 
 
@@ -480,12 +501,7 @@ def admm_distance_figure(frame: pd.DataFrame) -> go.Figure:
         customdata=frame["w_minus_z"],
         hovertemplate="round %{x}: %{y:.3g}<br>‖W − Z‖_F = %{customdata:.4g}<extra></extra>"))
     fig.update_xaxes(title_text="ADMM round (Z, U updated)")
-    # A log axis only helps when the distance spans more than a decade.
-    positive = y[y > 0]
-    log = len(positive) > 1 and positive.max() / positive.min() > 10
-    title = "‖W − Z‖_F ÷ ‖W‖_F" if relative else "‖W − Z‖_F"
-    fig.update_yaxes(title_text=title + (" (log scale)" if log else ""),
-                     type="log" if log else "linear", rangemode="normal" if log else "tozero")
+    _value_axis(fig, y, "‖W − Z‖_F ÷ ‖W‖_F" if relative else "‖W − Z‖_F")
     fig.update_layout(showlegend=True)
     return _style(fig, legend_title="distance")
 
@@ -578,7 +594,7 @@ def forms_table(frame: pd.DataFrame) -> pd.DataFrame:
         "median (ms / batch)": frame["median_ms"].round(3), "p90 (ms / batch)": frame["p90_ms"].round(3),
         "parameters": frame["params"], "MFLOPs / image": (frame["flops"] / 1e6).round(3),
         "theoretical ×": frame["theoretical_speedup"].round(2),
-        "measured ×": frame["measured_speedup"].round(2), "why": frame["explanation"]})
+        "measured ×": frame["measured_speedup"].round(2)})
 
 
 def _form_lines(fig: go.Figure, frame: pd.DataFrame, y: str, *, dash: str | None = None,
@@ -600,7 +616,7 @@ def latency_figure(frame: pd.DataFrame) -> go.Figure:
     _form_lines(fig, frame, "ms_per_image", hover="%{y:.3g} ms per image")
     fig.update_xaxes(title_text="batch size (images, log scale)", type="log",
                      tickvals=sorted(frame["batch_size"].unique()))
-    fig.update_yaxes(title_text="latency per image (ms, log scale)", type="log")
+    _value_axis(fig, frame["ms_per_image"], "latency per image (ms)")
     return _style(fig, legend_title="form")
 
 
@@ -617,7 +633,8 @@ def speedup_figure(frame: pd.DataFrame) -> go.Figure:
                   annotation_position="bottom right")
     fig.update_xaxes(title_text="batch size (images, log scale)", type="log",
                      tickvals=sorted(frame["batch_size"].unique()))
-    fig.update_yaxes(title_text="speed-up over dense (×, log scale)", type="log")
+    _value_axis(fig, pd.concat([shown["measured_speedup"], shown["theoretical_speedup"], pd.Series([1.0])]),
+                "speed-up over dense (×)")
     return _style(fig, height=420, legend_title="")
 
 
@@ -658,7 +675,7 @@ def crossover_figure(result: Mapping[str, Any]) -> go.Figure:
         fig.add_vline(x=crossover, line=dict(color="#333", dash="dash"),
                       annotation_text=f"CSR wins from ~{crossover:.0%}", annotation_position="top left")
     fig.update_xaxes(title_text="sparsity of the weight (% zeros)", tickformat=".0%")
-    fig.update_yaxes(title_text="time per call (ms, log scale)", type="log")
+    _value_axis(fig, pd.concat([frame["dense_ms"], frame["csr_ms"]]), "time per call (ms)")
     return _style(fig, legend_title="")
 
 
