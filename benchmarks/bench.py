@@ -16,8 +16,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cpu, plus cuda if present)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (noisier)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for the run (default: torch's own choice)")
     args = parser.parse_args()
-    print(json.dumps(run_benchmark(args.device, quick=args.quick), indent=2))
+    print(json.dumps(run_benchmark(args.device, quick=args.quick, threads=args.threads), indent=2))
 
 
 if __name__ == "__main__":

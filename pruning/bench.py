@@ -283,9 +283,22 @@ def _figures(device: torch.device, quick: bool) -> dict[str, Any]:
     return figures
 
 
-def run_benchmark(device: torch.device | str | None = None, quick: bool = False) -> dict[str, Any]:
+def run_benchmark(device: torch.device | str | None = None, quick: bool = False,
+                  threads: int | None = None) -> dict[str, Any]:
     """All figures on the CPU (the targets are for a 2-core CPU), plus the same under "cuda"
-    when a CUDA GPU is present and ``device`` is None or CUDA. ``quick`` takes fewer repeats."""
+    when a CUDA GPU is present and ``device`` is None or CUDA. ``quick`` takes fewer repeats;
+    ``threads`` sets torch's CPU threads for the run (restored after): on a machine shared with
+    other work, one thread avoids threads waiting on each other at every parallel region."""
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run_benchmark(device, quick)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_benchmark(device: torch.device | str | None, quick: bool) -> dict[str, Any]:
     cpu = torch.device("cpu")
     result: dict[str, Any] = {"machine": machine_info(cpu),
                               "targets": {"masked_step_ratio": "<= 1.05",

@@ -180,6 +180,24 @@ def _why_not(layer: nn.Module, form: str, density: float, semi_ok: tuple[bool, s
     return None
 
 
+def _check_outputs(layer: nn.Module, candidate: nn.Module, x: torch.Tensor) -> str | None:
+    """None when ``candidate`` runs and gives ``layer``'s outputs on ``x``, else why not.
+
+    A kernel that a PyTorch build or a GPU lacks fails here, not in the middle of timing.
+    """
+    try:
+        with torch.inference_mode():
+            expected, got = layer(x), candidate(x)
+    except Exception as exc:
+        return f"{candidate.form} kernel failed here: {str(exc).splitlines()[0]}"
+    tolerance = 1e-4 if expected.dtype in (torch.float32, torch.float64) else 1e-2
+    error = float((got.float() - expected.float()).abs().max()) if got.shape == expected.shape \
+        else float("inf")
+    if error > tolerance * (1.0 + float(expected.abs().max())):
+        return f"{candidate.form} outputs differ from dense (max error {error:.2g}); not used"
+    return None
+
+
 def _capture(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """{module name: its input} for every Linear/Conv2d layer on the batch ``x``."""
     seen: dict[str, torch.Tensor] = {}
@@ -247,7 +265,12 @@ def sparsify(model: nn.Module, mask: Mask | None, device: torch.device | str | N
                 row["reasons"][form] = reason
                 continue
             cls = SparseLinear if isinstance(layer, nn.Linear) else SparseConv2d
-            candidates[form] = cls(layer, form)
+            candidate = cls(layer, form)
+            reason = _check_outputs(layer, candidate, inputs[name])
+            if reason is not None:
+                row["reasons"][form] = reason
+                continue
+            candidates[form] = candidate
         if candidates:
             layer_input = inputs[name]
             calls = {"dense": lambda: layer(layer_input)}
