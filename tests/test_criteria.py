@@ -398,3 +398,25 @@ def test_full_nm_mask_is_not_rescored(scope):
     full = pruner(model, None, 0.9, batch)  # every group converted (capped below 0.9)
     # Nothing left for N:M to remove: returned as is, without scoring (no batch needed).
     assert pruner(model, full, 0.95, None) is full
+
+
+def test_channel_pruning_never_empties_a_layer():
+    """Global channel pruning at a high target keeps at least one filter in every layer."""
+    import torch
+    from torch import nn
+
+    from pruning.masks import prunable_parameters
+    from pruning.methods.criteria import Pruner
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(8, 8, 3), nn.Conv2d(8, 8, 3),
+                          nn.Conv2d(8, 8, 3), nn.Flatten(), nn.LazyLinear(10))
+    model(torch.zeros(1, 1, 12, 12))
+    with torch.no_grad():  # a layer of tiny weights is the one global ranking would wipe out
+        model[2].weight.mul_(1e-3)
+    pruner = Pruner(criterion="magnitude", criterion_config=None, scope="global",
+                    granularity="channel")
+    mask = pruner(model, pruner.initial_mask(model), 0.8, None)
+    assert set(mask) == set(prunable_parameters(model))
+    for name, keep in mask.items():
+        assert keep.reshape(keep.shape[0], -1).all(1).sum() >= 1, name

@@ -252,6 +252,11 @@ def _channel_groups(s: torch.Tensor, alive: torch.Tensor, p: float, signed: bool
     else:
         score = (torch.where(live, rows.abs(), zero).pow(p).sum(1) / count).pow(1.0 / p)
     cost = torch.where(gain > 0, score, torch.full_like(score, float("inf")))
+    # Never remove a layer's last filter: a layer with no output channel disconnects the network
+    # (layer collapse) and accuracy falls to chance, which no pruning target asks for.
+    if bool((gain > 0).any()):
+        strongest = torch.where(gain > 0, score, torch.full_like(score, float("-inf"))).argmax()
+        cost[strongest] = float("inf")
 
     def apply(convert: torch.Tensor) -> torch.Tensor:
         return (live & ~convert[:, None]).reshape(alive.shape)
