@@ -322,3 +322,19 @@ def test_ssc_comparison_rows_hold_the_parameter_budget(tmp_path):
     table = charts.ssc_comparison_frame(store.list_runs())
     assert sorted(table["method"]) == ["snip", "ssc"]
     assert table["params_removed"].tolist() == pytest.approx([0.6, 0.6])
+
+
+def test_overlapping_layers_names_lines_drawn_on_top_of_each_other():
+    frame = pd.DataFrame({"step": [0, 1] * 3, "layer": ["a", "a", "b", "b", "c", "c"],
+                          "attention": [0.5, 0.4, 0.5, 0.3, 0.5, 0.4]})
+    assert charts.overlapping_layers(frame, "attention") == [["a", "c"]]
+    assert charts.overlapping_layers(frame[frame.layer != "c"], "attention") == []
+
+
+def test_churn_figure_sums_layers_per_run_in_the_given_order(tmp_path):
+    store, run_id = _store_with_run(tmp_path)
+    churn = mv.churn_frame(mv.load_snapshots(store, run_id))
+    both = pd.concat([churn.assign(run="z-left"), churn.assign(run="a-right")], ignore_index=True)
+    fig = charts.churn_figure(both)
+    assert [t.name for t in fig.data] == ["z-left", "a-right"]
+    assert list(fig.data[0].y) == [6, 2]        # step 20: 2 + 4 flips, step 30: 2 + 0

@@ -136,8 +136,9 @@ def churn_figure(churn: pd.DataFrame) -> go.Figure:
     """
     if churn.empty:
         return _empty_figure("fewer than two snapshots: no churn to show")
-    totals = (churn.groupby(["run", "step", "epoch"], as_index=False)[["flips", "pruned", "regrown"]]
-              .sum().sort_values(["run", "step"]))
+    # Keep the runs in the order given (left run first) so colours match the panels above.
+    totals = (churn.groupby(["run", "step", "epoch"], as_index=False, sort=False)
+              [["flips", "pruned", "regrown"]].sum())
     fig = go.Figure()
     for run, group in totals.groupby("run", sort=False):
         fig.add_trace(go.Scatter(
@@ -207,6 +208,22 @@ def aswl_lines_figure(frame: pd.DataFrame, value: str) -> go.Figure:
         fig.update_yaxes(title_text=f"{label} (unitless, clipped to [0.01, 1])", range=[0, 1.02])
     fig.update_xaxes(title_text="optimizer step")
     return _style(fig, legend_title="layer")
+
+
+def overlapping_layers(frame: pd.DataFrame, value: str, tol: float = 1e-6) -> list[list[str]]:
+    """Groups (2+) of layers whose ``value`` series are equal at every step: their lines hide
+    each other in the chart, so the page says which ones are drawn on top of each other."""
+    series = {layer: g.sort_values("step")[value].to_numpy() for layer, g in frame.groupby("layer", sort=False)}
+    groups: list[list[str]] = []
+    for layer, values in series.items():
+        for group in groups:
+            ref = series[group[0]]
+            if len(ref) == len(values) and np.allclose(ref, values, atol=tol, rtol=0):
+                group.append(layer)
+                break
+        else:
+            groups.append([layer])
+    return [g for g in groups if len(g) > 1]
 
 
 def allocation_frame(final: Mapping[str, Any]) -> pd.DataFrame:
