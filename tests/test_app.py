@@ -485,3 +485,26 @@ def test_job_reports_errors_instead_of_hanging(tmp_path):
     job = jobs.Job([TINY], store, threads=-1, runner=broken).start()
     assert job.wait(10)
     assert job.progress().status == "failed" and not job.progress().running
+
+
+def test_job_progress_never_goes_back(tmp_path):
+    seen, release = [], threading.Event()
+
+    def runner(config, store, on_event, **kwargs):
+        run_id = store.create_run(config)
+        on_event(Event("train", 3, 4, {"epoch": 1}))
+        on_event(Event("measure", 0, 1, {"message": "measuring FLOPs and latency"}))
+        seen.append(True)
+        release.wait(10)
+        store.finish_run(run_id, "done")
+        return store.get_run(run_id)
+
+    job = jobs.Job([TINY, TINY], RunStore(tmp_path), kind="sweep", runner=runner).start()
+    deadline = time.time() + 10
+    while not seen:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    p = job.progress()
+    assert (p.phase, p.message, p.fraction) == ("measure", "measuring FLOPs and latency", 0.375)
+    release.set()
+    assert job.wait(10) and job.progress().fraction == 1.0

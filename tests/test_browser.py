@@ -83,7 +83,7 @@ def run_default_session(browser, url: str, tabs: int) -> float:
     for page in pages:  # each tab shows its own live progress while its run trains
         page.locator("[data-testid='stProgress']").first.wait_for()
     for page in pages:
-        page.get_by_text("Run finished in").wait_for(timeout=RUN_TIMEOUT_S * 1000)
+        page.get_by_text("Run finished in").wait_for(timeout=RUN_TIMEOUT_S * tabs * 1000)
     elapsed = time.perf_counter() - started
     for page in pages:
         page.locator(".js-plotly-plot").first.wait_for()

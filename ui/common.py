@@ -39,14 +39,13 @@ def _sidebar() -> None:
         st.caption(f"**{APP_TITLE}** — see what pruning does to a network: which layers lose "
                    "how much, how masks change during training, and what it buys in accuracy, "
                    "size, FLOPs and latency.")
-        running = []
-        for slot, job_id in state.session_jobs().items():
-            job = jobs.manager().get(job_id)
-            if job is not None and job.progress().running:
-                running.append(job.progress())
-        for p in running:
-            st.progress(p.fraction, text=f"{'sweep' if p.kind == 'sweep' else 'run'} training: "
-                                         f"{p.fraction:.0%}")
+        running = [job for job in map(jobs.manager().get, state.session_jobs().values())
+                   if job is not None and job.progress().running]
+        if running:
+            # drawn once per page run, so no live percentage here: the page that started the
+            # job shows that
+            st.info(f"{len(running)} of your runs or sweeps {'is' if len(running) == 1 else 'are'}"
+                    " training in the background; the page you started it on shows its progress.")
         st.caption(f"Runs are stored in `{store().home}`.")
 
 

@@ -68,6 +68,7 @@ class JobProgress:
     phase: str = "preparing"       # the library's phase name (train, prune, finetune, measure …)
     step: int = 0
     total: int = 0
+    within: float = 0.0            # progress of the current config, never going back
     index: int = 0                 # 1-based number of the config now training (sweeps)
     count: int = 1                 # how many configs the job trains
     metrics: dict = field(default_factory=dict)   # the latest event's metrics
@@ -93,9 +94,8 @@ class JobProgress:
         """Overall progress in [0, 1] over every config of the job."""
         if not self.running:
             return 1.0
-        within = min(1.0, self.step / self.total) if self.total > 0 else 0.0
         done = max(self.index - 1, 0)
-        return min(1.0, (done + within) / max(self.count, 1))
+        return min(1.0, (done + self.within) / max(self.count, 1))
 
     @property
     def elapsed_s(self) -> float:
@@ -177,6 +177,11 @@ class Job:
         metrics = dict(event.metrics)
         changes: dict[str, Any] = {"phase": event.phase, "step": event.step, "total": event.total,
                                    "metrics": metrics}
+        if event.total > 0:
+            # phases after training (e.g. "measure", step 0 of 1) must not move the bar back
+            with self._lock:
+                changes["within"] = max(self._progress.within,
+                                        min(1.0, event.step / event.total))
         if metrics.get("epoch_end"):
             changes["last_epoch"] = metrics
         # a phase's own note (e.g. "measuring FLOPs and latency"), cleared by the next event
@@ -204,7 +209,7 @@ class Job:
         for index, (config, name) in enumerate(zip(self.configs, self.names), start=1):
             if self._stop.is_set():
                 break
-            self._update(index=index, phase="preparing", step=0, total=0, metrics={},
+            self._update(index=index, phase="preparing", step=0, total=0, within=0.0, metrics={},
                          last_epoch={}, message=f"preparing run {index} of {len(self.configs)}")
             try:
                 run = runner(config, store, on_event=self._on_event,
