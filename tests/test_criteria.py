@@ -209,13 +209,13 @@ def test_channel_masks_remove_whole_filters(criterion, scope):
     assert removed > 0
 
 
-def test_channel_global_compares_filters_per_weight():
-    # Layer a: 2 filters of 4 weights, score 1 each (L2 norm 2, mean 1). Layer b: 2 filters of 16
-    # weights, score 0.9 (L2 norm 3.6, per-weight 0.9). Per weight, b's filters are worse.
-    scores = {"a": torch.ones(2, 4), "b": torch.full((2, 16), 0.9)}
-    scores["b"][1] = 0.95
+def test_channel_global_ranks_filters_within_their_layer():
+    # Layer a: filter scores 1 and 2; layer b: 10 and 100 (4 weights each). Raw scores would cut
+    # a's weak filter; normalised by each layer's RMS (a: 1.58 -> 0.63, 1.26; b: 71.1 -> 0.14,
+    # 1.41) b's filter 0 is the weakest relative to its own layer, so it goes first.
+    scores = {"a": torch.tensor([[1.0] * 4, [2.0] * 4]), "b": torch.tensor([[10.0] * 4, [100.0] * 4])}
     alive = {k: torch.ones_like(v, dtype=torch.bool) for k, v in scores.items()}
-    keep = select(scores, alive, 0.3, scope="global", granularity="channel")  # prune >= 12 of 40
+    keep = select(scores, alive, 0.25, scope="global", granularity="channel")  # prune 4 of 16
     assert keep["a"].all() and not keep["b"][0].any() and keep["b"][1].all()
 
 

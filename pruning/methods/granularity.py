@@ -28,7 +28,10 @@ keeps ``n − round(s · n)``; this equals ``round((1 − s) · n)`` except at e
   score is the power mean of its weights' scores, (mean |score|^p)^(1/p) with p = 2 by default:
   the Lp norm divided by (weights per filter)^(1/p), so filters of different sizes in different
   layers are compared per weight (a plain Lp norm would favour big filters under global scope).
-  For a signed criterion (GraSP) the plain mean score is used instead, since a norm would throw
+  Under global scope each layer's filter scores are then divided by their root mean square
+  (Molchanov et al. 2017), so a filter is ranked by how weak it is within its own layer and no
+  layer is emptied just because its weights are small; a layer's strongest filter is never
+  removed. For a signed criterion (GraSP) the plain mean score is used instead, since a norm would throw
   the sign away. Filters are removed lowest score first until at least ``round(s·n)`` weights
   are pruned: the target is met to within one filter.
 
@@ -158,6 +161,8 @@ def select(scores: Scores, alive: Mapping[str, torch.Tensor], target: float, *, 
     else:
         groups = {name: _channel_groups(s, alive[name], channel_p, signed)
                   for name, s in clean.items()}
+        if scope == "global":
+            _normalise_layer_costs(groups)
     return _select_groups(groups, alive, target, scope)
 
 
@@ -262,6 +267,22 @@ def _channel_groups(s: torch.Tensor, alive: torch.Tensor, p: float, signed: bool
         return (live & ~convert[:, None]).reshape(alive.shape)
 
     return _Groups(cost, gain, apply)
+
+
+def _normalise_layer_costs(groups: dict[str, "_Groups"]) -> None:
+    """Divide each layer's filter scores by their root mean square (over removable filters).
+
+    Raw filter scores are not comparable across layers: their scale follows each layer's fan-in
+    and initialisation, so one global ranking empties whole wide layers. Normalising per layer
+    (as Molchanov et al. 2017, arXiv 1611.06440, do for Taylor scores) ranks every filter by how
+    weak it is within its own layer.
+    """
+    for g in groups.values():
+        finite = torch.isfinite(g.cost)
+        if bool(finite.any()):
+            scale = g.cost[finite].abs().pow(2).mean().sqrt()
+            if float(scale) > 0:
+                g.cost = torch.where(finite, g.cost / scale, g.cost)
 
 
 def _convert_cheapest(cost: torch.Tensor, gain: torch.Tensor, needed: int) -> torch.Tensor:
