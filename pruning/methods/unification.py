@@ -52,7 +52,8 @@ DESCRIPTION = (
     "Z the projection of W + U after each round; then the weights are projected and fine-tuned "
     "with the structure frozen (one magnitude per block, signs fixed). Interpretation: blocks at "
     "the edge of a layer that the block size does not divide are smaller; which blocks are pruned "
-    "is chosen by L2 norm per layer (scope=layerwise) or over all layers (scope=global)."
+    "is chosen by L2 norm per layer (scope=layerwise, the default) or over all layers "
+    "(scope=global, which can prune a layer of small weights away entirely)."
 )
 
 
