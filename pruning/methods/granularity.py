@@ -163,6 +163,8 @@ def select(scores: Scores, alive: Mapping[str, torch.Tensor], target: float, *, 
                   for name, s in clean.items()}
         if scope == "global":
             _normalise_layer_costs(groups)
+        for g in groups.values():
+            _protect_strongest(g)
     return _select_groups(groups, alive, target, scope)
 
 
@@ -257,11 +259,6 @@ def _channel_groups(s: torch.Tensor, alive: torch.Tensor, p: float, signed: bool
     else:
         score = (torch.where(live, rows.abs(), zero).pow(p).sum(1) / count).pow(1.0 / p)
     cost = torch.where(gain > 0, score, torch.full_like(score, float("inf")))
-    # Never remove a layer's last filter: a layer with no output channel disconnects the network
-    # (layer collapse) and accuracy falls to chance, which no pruning target asks for.
-    if bool((gain > 0).any()):
-        strongest = torch.where(gain > 0, score, torch.full_like(score, float("-inf"))).argmax()
-        cost[strongest] = float("inf")
 
     def apply(convert: torch.Tensor) -> torch.Tensor:
         return (live & ~convert[:, None]).reshape(alive.shape)
@@ -283,6 +280,16 @@ def _normalise_layer_costs(groups: dict[str, "_Groups"]) -> None:
             scale = g.cost[finite].abs().pow(2).mean().sqrt()
             if float(scale) > 0:
                 g.cost = torch.where(finite, g.cost / scale, g.cost)
+
+
+def _protect_strongest(g: "_Groups") -> None:
+    """Never remove a layer's last filter: a layer with no output channel disconnects the network
+    (layer collapse) and accuracy falls to chance, which no pruning target asks for."""
+    removable = torch.isfinite(g.cost)
+    if bool(removable.any()):
+        strongest = torch.where(removable, g.cost, torch.full_like(g.cost, float("-inf"))).argmax()
+        g.cost = g.cost.clone()
+        g.cost[strongest] = float("inf")
 
 
 def _convert_cheapest(cost: torch.Tensor, gain: torch.Tensor, needed: int) -> torch.Tensor:
