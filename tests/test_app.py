@@ -185,7 +185,7 @@ def test_run_page_bad_link_shows_error_and_keeps_the_rest(empty_home, query, nee
 
 def test_run_page_link_reproduces_setup(empty_home):
     config = RunConfig(model="lenet5", method="synflow", schedule="iterative", steps=4,
-                       sparsity=0.8, epochs=3, seed=5, granularity="nm", nm_n=1, nm_m=4,
+                       sparsity=0.7, epochs=3, seed=5, granularity="nm", nm_n=1, nm_m=4,
                        method_params={"iterations": 10})
     at = app("pages/1_Run.py", forms.config_to_query(config))
     no_exception(at)
@@ -469,7 +469,9 @@ def test_run_page_keeps_hidden_choices(empty_home):
     assert at.number_input(key="run.alpha").value == 9.0
     at.selectbox(key="run.granularity").set_value("nm").run()
     assert (at.number_input(key="run.nm_n").value, at.number_input(key="run.nm_m").value) == (2, 4)
-    assert not at.error
+    # 2:4 cannot reach the 90 % target: the page says so and will not start
+    assert any("at most 50%" in e.value for e in at.error)
+    assert at.button(key="run-start").disabled
 
 
 def test_job_reports_errors_instead_of_hanging(tmp_path):
