@@ -125,6 +125,7 @@ class RunStore:
         # Nothing is created until the first write, so refused input leaves no trace on disk.
         self.home = Path(home) if home is not None else home_dir()
         self.db_path = self.home / "runs.db"
+        self._schema_ready = False  # per instance: the schema script runs once, not per write
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -132,9 +133,13 @@ class RunStore:
             self.home.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+            if not self._schema_ready:
+                db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
+                db.executescript(SCHEMA)
+                self._schema_ready = True
             db.execute("PRAGMA busy_timeout=30000")
+            # WAL + NORMAL: durable at checkpoints, no fsync per small history row.
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             yield db
         finally:
