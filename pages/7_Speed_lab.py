@@ -68,7 +68,11 @@ with common.user_errors():
     if st.button("Measure the four forms on this machine", type="primary",
                  disabled=not batch_sizes, key="speedlab-measure"):
         with st.spinner("Timing dense, masked, sparse-kernel and physically pruned forms …"):
-            st.session_state[key] = measure(run, sorted(batch_sizes), device, seconds)
+            try:
+                st.session_state[key] = measure(run, sorted(batch_sizes), device, seconds)
+            except (RuntimeError, ValueError) as exc:  # e.g. out of memory on the chosen device
+                st.error(f"Measuring failed on {device}: {exc}. Try fewer or smaller batch sizes "
+                         "or another device.")
 
     result = st.session_state.get(key)
     if result is None:
@@ -85,6 +89,11 @@ with common.user_errors():
                   "this run's method changed the architecture itself (no mask): every form is "
                   "the already-pruned network, so compare with the run's dense latency in Runs")
                + ".")
+    noisy = ac.noisy_share(frame)
+    if noisy > 0.25:
+        st.warning(f"{noisy:.0%} of these measurements vary a lot (90th percentile over twice the "
+                   "median): something else is using this machine, so the speed-ups below are "
+                   "unreliable. Close other work and measure again.")
     table = ac.forms_table(frame)
     st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 4)
     common.caption("One row per form and batch size: median and 90th-percentile time per batch, "

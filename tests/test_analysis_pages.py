@@ -338,3 +338,10 @@ def test_churn_figure_sums_layers_per_run_in_the_given_order(tmp_path):
     fig = charts.churn_figure(both)
     assert [t.name for t in fig.data] == ["z-left", "a-right"]
     assert list(fig.data[0].y) == [6, 2]        # step 20: 2 + 4 flips, step 30: 2 + 0
+
+
+def test_noisy_share_counts_measurements_with_a_wide_spread():
+    frame = charts.forms_frame(_forms_rows())
+    assert charts.noisy_share(frame) == 0.0              # p90 = 1.1 × median everywhere
+    frame.loc[frame.index[:2], "p90_ms"] = frame["median_ms"].iloc[:2] * 3
+    assert charts.noisy_share(frame) == pytest.approx(2 / 8)

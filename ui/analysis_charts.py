@@ -614,6 +614,14 @@ def forms_table(frame: pd.DataFrame) -> pd.DataFrame:
         "measured ×": frame["measured_speedup"].round(2)})
 
 
+def noisy_share(frame: pd.DataFrame, spread: float = 2.0) -> float:
+    """Share of measurements whose 90th percentile exceeds ``spread`` × the median: a sign that
+    something else was using the machine and the speed-ups are not to be trusted."""
+    if frame.empty:
+        return 0.0
+    return float((frame["p90_ms"] > spread * frame["median_ms"]).mean())
+
+
 def _form_lines(fig: go.Figure, frame: pd.DataFrame, y: str, *, dash: str | None = None,
                 suffix: str = "", showlegend: bool = True, hover: str) -> None:
     for form, group in frame.groupby("form", sort=False):
