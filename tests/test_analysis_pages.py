@@ -184,12 +184,6 @@ def test_aswl_frames_from_stored_traces(tmp_path):
     assert [t.name for t in fig.data] == ["ASWL (learned)", "uniform", "global magnitude"]
 
 
-def test_common_layers_keep_the_first_runs_order():
-    assert mv.common_layers(["c1.weight", "c2.weight", "fc.weight"], ["fc.weight", "c1.weight"]) \
-        == ["c1.weight", "fc.weight"]
-    assert mv.common_layers(["a"]) == ["a"] and mv.common_layers() == []
-
-
 # ---- i-SpaSP, SSC, unification, speed lab ------------------------------------------------------
 def test_ispasp_frames_from_stored_traces(tmp_path):
     store, run_id = _store_with_run(tmp_path)

@@ -160,13 +160,6 @@ def layer_film(snapshots: Sequence[Snapshot], layer: str, max_side: int = MAX_SI
                      epochs=tuple(s.epoch for s in snapshots), frames=np.stack(frames))
 
 
-def common_layers(*layer_lists: Sequence[str]) -> list[str]:
-    """Layer names present in every list, in the first list's order."""
-    if not layer_lists:
-        return []
-    return [n for n in layer_lists[0] if all(n in other for other in layer_lists[1:])]
-
-
 def layer_sparsity_frame(snapshots: Iterable[Snapshot]) -> pd.DataFrame:
     """Long frame: step, epoch, layer, sparsity (fraction pruned) for every snapshot × layer."""
     rows = [{"step": s.step, "epoch": s.epoch, "layer": name, "sparsity": value}
