@@ -114,7 +114,10 @@ def training_curves(epochs: pd.DataFrame, run: str | None = None, *, height: int
             fig.add_trace(go.Scatter(x=group["epoch"], y=group["target_sparsity"], mode="lines",
                                      name=f"{label} target" if several else "target sparsity",
                                      legendgroup=str(label), showlegend=not several,
-                                     line=dict(color=color if several else "#888", dash="dash"),
+                                     # wide and light, so it shows behind the mask's
+                                     # line where the mask meets its target
+                                     line=dict(color=color if several else "#aaa", dash="dash",
+                                               width=2 if several else 4),
                                      hovertemplate="epoch %{x}<br>target %{y:.1%}<extra>"
                                                    + str(label) + "</extra>"),
                           row=1, col=2)
@@ -133,7 +136,8 @@ def training_curves(epochs: pd.DataFrame, run: str | None = None, *, height: int
     fig.update_yaxes(title_text="sparsity (% of weights zero)", tickformat=".0%",
                      range=[0, 1.02], row=1, col=2)
     # subplot titles sit at the top edge; leave room for the legend above them
-    fig.update_layout(margin=dict(t=90), legend=dict(y=1.12))
+    # traceorder "normal": one row of legend entries (grouped legends stack vertically)
+    fig.update_layout(margin=dict(t=90), legend=dict(y=1.12, traceorder="normal"))
     return fig
 
 
