@@ -177,6 +177,10 @@ def test_period_options_and_choice():
     for density in (0.9, 0.5, 0.3, 0.1):
         picked = choose_periods(layers, int(density * dense))
         assert sum(o.params for o in picked) <= density * dense
+    # a common density leaves budget over (0.556 each); the greedy fill makes one layer dense
+    two = [(16, 16, (3, 3))] * 2
+    picked = choose_periods(two, int(0.8 * 2 * 16 * 16 * 9))
+    assert sorted((o.period_full, o.period_pointwise) for o in picked) == [(1, 0), (2, 1)]
 
 
 def test_to_ssc_replaces_prunable_convs_within_budget():

@@ -87,6 +87,8 @@ _ACTIVATION_METHODS = {"relu", "relu_", "sigmoid", "tanh"}
 _PASS_METHODS = {"contiguous"}
 _FLATTEN_METHODS = {"flatten", "view", "reshape"}
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+# Hidden batches are merged up to this many elements (64 MiB of float32) for the iterations.
+MERGE_ELEMENTS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,22 @@ def capture_hidden(model: nn.Module, layer2: nn.Module, inputs: list[torch.Tenso
     return captured
 
 
+def merge_batches(batches: list[torch.Tensor], max_elements: int = MERGE_ELEMENTS
+                  ) -> list[torch.Tensor]:
+    """Concatenate consecutive batches up to ``max_elements`` each: the T iterations then run a
+    few large ops instead of many small ones (small ops are dominated by per-op overhead)."""
+    merged, pending, size = [], [], 0
+    for batch in batches:
+        if pending and size + batch.numel() > max_elements:
+            merged.append(torch.cat(pending))
+            pending, size = [], 0
+        pending.append(batch)
+        size += batch.numel()
+    if pending:
+        merged.append(torch.cat(pending) if len(pending) > 1 else pending[0])
+    return merged
+
+
 def _per_channel(t: torch.Tensor, channels: int) -> torch.Tensor:
     """Sum over samples and positions: (N, C, ...) or (N, C·P) -> (C,)."""
     return t.reshape(t.shape[0], channels, -1).sum(dim=(0, 2))
@@ -305,6 +323,13 @@ def ispasp_select(hidden: list[torch.Tensor], output_fn, channels: int, keep: in
     """
     device = hidden[0].device
     m = sum(_per_channel(h, channels) for h in hidden)  # (C,) summed dense activations
+    # Y_dense and its autograd graph once per batch: every iteration reuses them (only Y_S
+    # changes), so an iteration costs one forward (Y_S) and one vector-Jacobian product.
+    dense = []
+    with torch.enable_grad():
+        for h in hidden:
+            h_var = h.detach().requires_grad_(True)
+            dense.append((h, h_var, output_fn(h_var)))
     selected = torch.zeros(channels, dtype=torch.bool, device=device)
     omega_size = min(2 * keep, channels)
     residuals: list[float] = []
@@ -313,7 +338,7 @@ def ispasp_select(hidden: list[torch.Tensor], output_fn, channels: int, keep: in
         if should_stop is not None:
             should_stop()
         want_grad = t < iterations
-        loss, importance = _residual_and_importance(hidden, output_fn, channels, selected,
+        loss, importance = _residual_and_importance(dense, output_fn, channels, selected,
                                                     want_grad)
         if t == 0:
             dense_sq = 2.0 * loss  # S = ∅: Y_S = 0, so L = ½‖Y_dense‖²
@@ -332,28 +357,26 @@ def ispasp_select(hidden: list[torch.Tensor], output_fn, channels: int, keep: in
     return BlockResult(kept, residuals, math.sqrt(max(dense_sq, 0.0)))
 
 
-def _residual_and_importance(hidden, output_fn, channels, selected, want_grad):
-    """(L, importance (C,)) for the set ``selected`` over all hidden batches."""
+def _residual_and_importance(dense, output_fn, channels, selected, want_grad):
+    """(L, importance (C,)) for the set ``selected``; ``dense``: (H, H leaf, Y_dense) per batch."""
     loss = 0.0
     importance = torch.zeros(channels, device=selected.device)
     any_selected = bool(selected.any())
-    for h in hidden:
+    for h, h_var, y_dense in dense:
         # mask over H's feature dim: (1, C, 1, 1) for conv maps, (1, C·P) after a flatten
         if h.dim() == 2:
             mask = selected.repeat_interleave(h.shape[1] // channels).to(h.dtype).unsqueeze(0)
         else:
             mask = selected.to(h.dtype).view(1, channels, *([1] * (h.dim() - 2)))
-        with torch.enable_grad():
-            h_var = h.detach().requires_grad_(want_grad)
-            y_dense = output_fn(h_var)
-            with torch.no_grad():
-                y_s = output_fn(h * mask) if any_selected else torch.zeros_like(y_dense)
-                residual = y_dense.detach() - y_s
-            loss += 0.5 * float(residual.pow(2).sum())
-            if want_grad:
-                # ∂L/∂H with Y_S fixed: the vector-Jacobian product of Y_dense with the residual
-                (grad,) = torch.autograd.grad(y_dense, h_var, grad_outputs=residual)
-                importance += _per_channel(grad, channels)
+        with torch.no_grad():
+            y_s = output_fn(h * mask) if any_selected else torch.zeros_like(y_dense)
+            residual = y_dense.detach() - y_s
+        loss += 0.5 * float(residual.pow(2).sum())
+        if want_grad:
+            # ∂L/∂H with Y_S fixed: the vector-Jacobian product of Y_dense with the residual
+            (grad,) = torch.autograd.grad(y_dense, h_var, grad_outputs=residual,
+                                          retain_graph=True)
+            importance += _per_channel(grad, channels)
     return loss, importance
 
 
@@ -483,7 +506,7 @@ class Ispasp(Method):
         for i, block in enumerate(blocks):
             ctx.check_stop()
             modules = dict(model.named_modules())
-            hidden = capture_hidden(model, modules[block.layer2], inputs)
+            hidden = merge_batches(capture_hidden(model, modules[block.layer2], inputs))
             keep = max(1, int(math.floor(cfg.keep_ratio * block.channels)))
             result = ispasp_select(hidden, _output_fn(model, block), block.channels, keep,
                                    cfg.iterations, should_stop=ctx.check_stop)

@@ -452,21 +452,37 @@ def _convertible(model: nn.Module, include_stem: bool) -> list[tuple[str, nn.Con
 
 def choose_periods(layers: list[tuple[int, int, tuple[int, int]]], budget: int
                    ) -> list[PeriodOption]:
-    """Per layer (C_in, C_out, kernel), the periods whose total weights come closest to
-    ``budget`` from below: every layer takes its densest option not above a common density
-    threshold, and the threshold is the largest one that fits (the sparsest options if none)."""
-    options = [period_options(cin, cout, k) for cin, cout, k in layers]
+    """Per layer (C_in, C_out, kernel), periods whose total weights come as close to ``budget``
+    as the options allow without exceeding it (the sparsest options if nothing fits).
+
+    Every layer first takes its densest option not above a common density threshold, the
+    largest threshold that fits; then the remaining budget is filled greedily, each time moving
+    the layer whose next denser option adds the most weights that still fit.
+    """
+    options = [period_options(cin, cout, k) for cin, cout, k in layers]  # densest first
     thresholds = sorted({o.density for opts in options for o in opts}, reverse=True)
 
-    def pick(threshold: float) -> list[PeriodOption]:
-        return [next((o for o in opts if o.density <= threshold + 1e-12), opts[-1])
-                for opts in options]
+    def pick(threshold: float) -> list[int]:
+        return [next((i for i, o in enumerate(opts) if o.density <= threshold + 1e-12),
+                     len(opts) - 1) for opts in options]
 
+    chosen = pick(thresholds[-1]) if thresholds else []
     for threshold in thresholds:
-        picked = pick(threshold)
-        if sum(o.params for o in picked) <= budget:
-            return picked
-    return pick(thresholds[-1]) if thresholds else []
+        candidate = pick(threshold)
+        if sum(options[l][i].params for l, i in enumerate(candidate)) <= budget:
+            chosen = candidate
+            break
+    total = sum(options[l][i].params for l, i in enumerate(chosen))
+    while True:
+        steps = [(options[l][i - 1].params - options[l][i].params, l)
+                 for l, i in enumerate(chosen) if i > 0]
+        steps = [(grow, l) for grow, l in steps if total + grow <= budget]
+        if not steps:
+            break
+        grow, layer = max(steps)
+        chosen[layer] -= 1
+        total += grow
+    return [options[l][i] for l, i in enumerate(chosen)]
 
 
 def to_ssc(model: nn.Module, density: float | None = None, *, param_budget: int | None = None,
