@@ -169,6 +169,15 @@ def _plan_for(support: torch.Tensor, period: int, layout: str) -> tuple[_Plan, b
     return plan, False
 
 
+@dataclass(frozen=True)
+class _Moves:
+    """Which channel moves one part's forward needs."""
+    in_identity: bool   # the grouped input order is the channel order
+    out_identity: bool  # the grouped output rows are the filter order
+    in_pad: bool        # a padding slot reads a zero channel
+    out_pad: bool       # some filter takes nothing from this part
+
+
 class SSCConv2d(nn.Module):
     """A conv whose filters follow the SSC pattern (module docstring); compact parameters.
 
@@ -233,9 +242,9 @@ class SSCConv2d(nn.Module):
             self.register_buffer(f"_{prefix}_out_index", plan.row_of_filter, persistent=False)
             self.register_buffer(f"_{prefix}_slots", plan.slots, persistent=False)
             self.register_buffer(f"_{prefix}_dense_pos", plan.dense_pos, persistent=False)
-        # Which permutations are no-ops: decided once, so forward never inspects indices.
-        self._full_identity = self._identity(self.full_plan) if self.full_plan else (True, True)
-        self._point_identity = self._identity(self.point_plan) if self.point_plan else (True, True)
+        # Which channel moves a forward needs, decided once so it never inspects indices.
+        self._full_moves = self._moves(self.full_plan)
+        self._point_moves = self._moves(self.point_plan)
         self.reset_parameters(generator)
 
     # ----- bookkeeping
@@ -340,57 +349,65 @@ class SSCConv2d(nn.Module):
         return x, tuple(pads)
 
     @staticmethod
-    def _gather_in(x: torch.Tensor, index: torch.Tensor, identity: bool) -> torch.Tensor:
+    def _gather_in(x: torch.Tensor, index: torch.Tensor, moves: _Moves) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, G·n_in, H, W) in class order; slot C_in reads zeros."""
-        if identity:
+        if moves.in_identity:
             return x
-        if bool((index == x.shape[1]).any()):
+        if moves.in_pad:
             x = F.pad(x, (0, 0, 0, 0, 0, 1))  # one zero channel for the padding slots
         return x.index_select(1, index)
 
     @staticmethod
-    def _scatter_out(y: torch.Tensor, index: torch.Tensor, identity: bool) -> torch.Tensor:
+    def _scatter_out(y: torch.Tensor, index: torch.Tensor, moves: _Moves) -> torch.Tensor:
         """(N, G·n_out, H, W) in class order -> (N, C_out, H, W) in filter order."""
-        if identity:
+        if moves.out_identity:
             return y
-        if bool((index == y.shape[1]).any()):
-            y = F.pad(y, (0, 0, 0, 0, 0, 1))
+        if moves.out_pad:
+            y = F.pad(y, (0, 0, 0, 0, 0, 1))  # filters without this part read a zero channel
         return y.index_select(1, index)
 
-    def _identity(self, plan: _Plan) -> tuple[bool, bool]:
-        in_id = (plan.in_index.numel() == self.in_channels
-                 and torch.equal(plan.in_index, torch.arange(self.in_channels)))
-        out_rows = plan.groups * plan.n_out
-        out_id = (out_rows == self.out_channels
-                  and torch.equal(plan.row_of_filter, torch.arange(self.out_channels)))
-        return in_id, out_id
+    def _moves(self, plan: _Plan | None) -> _Moves:
+        if plan is None:
+            return _Moves(True, True, False, False)
+        in_identity = (plan.in_index.numel() == self.in_channels
+                       and torch.equal(plan.in_index, torch.arange(self.in_channels)))
+        rows = plan.groups * plan.n_out
+        out_identity = (rows == self.out_channels
+                        and torch.equal(plan.row_of_filter, torch.arange(self.out_channels)))
+        return _Moves(in_identity, out_identity, bool((plan.in_index == self.in_channels).any()),
+                      bool((plan.row_of_filter == rows).any()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, C_out, H', W'), H' as nn.Conv2d with the same settings."""
         y = None
+        bias_added = False  # the bias rides in the conv when nothing is added or moved after it
         if self.full_plan is not None:
-            plan = self.full_plan
-            in_id, out_id = self._full_identity
-            xp = self._gather_in(x, self._full_in_index, in_id)       # (N, G·n_in, H, W)
+            plan, moves = self.full_plan, self._full_moves
+            with_bias = self.bias is not None and self.point_plan is None and moves.out_identity
+            xp = self._gather_in(x, self._full_in_index, moves)       # (N, G·n_in, H, W)
             w = self._grouped_weight("full", plan, self.weight_full)  # (G·n_out, n_in, kH, kW)
-            y = F.conv2d(xp, w, None, self.stride, self.padding, self.dilation, plan.groups)
+            y = F.conv2d(xp, w, self.bias if with_bias else None, self.stride, self.padding,
+                         self.dilation, plan.groups)                  # (N, G·n_out, H', W')
+            bias_added = with_bias
             if self.fused:  # the 1×1 part over the same permuted channels, rows in class order
                 wp = self._grouped_weight("point", self.point_plan, self.weight_pointwise)
                 xc, pad = self._centre(xp)
                 y = y + F.conv2d(xc, wp, None, self.stride, pad)      # (N, G·n_out, H', W')
-            y = self._scatter_out(y, self._full_out_index, out_id)    # (N, C_out, H', W')
+            y = self._scatter_out(y, self._full_out_index, moves)     # (N, C_out, H', W')
         if self.point_plan is not None and not self.fused:
-            plan = self.point_plan
-            in_id, out_id = self._point_identity
-            xq = self._gather_in(x, self._point_in_index, in_id)
+            plan, moves = self.point_plan, self._point_moves
+            with_bias = self.bias is not None and self.full_plan is None and moves.out_identity
+            xq = self._gather_in(x, self._point_in_index, moves)
             wp = self._grouped_weight("point", plan, self.weight_pointwise)  # (G·n_out, n_in,1,1)
             xc, pad = self._centre(xq)
-            z = F.conv2d(xc, wp, None, self.stride, pad, 1, plan.groups)
-            z = self._scatter_out(z, self._point_out_index, out_id)
+            z = F.conv2d(xc, wp, self.bias if with_bias else None, self.stride, pad, 1,
+                         plan.groups)
+            z = self._scatter_out(z, self._point_out_index, moves)    # (N, C_out, H', W')
+            bias_added = bias_added or with_bias
             y = z if y is None else y + z
         if y is None:  # an empty pattern: zeros (plus the bias) of the right shape
             return self.masked_forward(x)
-        if self.bias is not None:
+        if self.bias is not None and not bias_added:
             y = y + self.bias.view(1, -1, 1, 1)
         return y
 
