@@ -207,8 +207,8 @@ def cmd_show(args, store: RunStore) -> int:
         print(json.dumps(run_json(store, run)))
         return 0
     print(summary_table(run))
-    print("  config: " + ", ".join(f"{k}={v}" for k, v in run.config.to_dict().items()
-                                   if v != getattr(RunConfig(), k)) or "  config: defaults")
+    changed = [f"{k}={v}" for k, v in run.config.to_dict().items() if v != getattr(RunConfig(), k)]
+    print("  config: " + (", ".join(changed) if changed else "the default session"))
     print("  epoch  phase      test acc  target   mask")
     for e in store.epochs(run.id):
         print(f"  {e['epoch']:>5}  {str(e.get('phase')):<9}  {_fmt(e.get('test_acc'), 'pct'):>8}  "

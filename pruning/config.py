@@ -54,6 +54,7 @@ class RunConfig:
     lr_schedule: str = "cosine"  # constant | cosine | step
     seed: int = 0
     device: str = "auto"       # auto | cpu | cuda | mps
+    threads: int = 0           # CPU intra-op threads; 0 = auto (1 for small models, see session)
     snapshots: int = 20        # mask snapshots kept per run
     max_train_samples: int = 0  # 0 = all; lets big datasets run in seconds
 
@@ -123,6 +124,8 @@ class RunConfig:
             raise ConfigError(f"image size must be 0 (native), 8, 16, 28 or 32, got {self.image_size}")
         if self.channels not in (0, 1, 3):
             raise ConfigError(f"channels must be 0 (native), 1 or 3, got {self.channels}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be 0 (auto) or a positive count, got {self.threads}")
         if self.width <= 0:
             raise ConfigError(f"width multiplier must be positive, got {self.width}")
         if not (self.window_start == -1.0 and self.window_end == -1.0):
