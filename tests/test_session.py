@@ -94,3 +94,16 @@ def test_bad_input_writes_nothing(tmp_path, change, message):
 def test_config_validation_names_the_fix(change, message):
     with pytest.raises(ConfigError, match=message):
         TINY.replace(**change).validate()
+
+
+def test_thread_choice_and_restore(tmp_path):
+    from pruning.session import SMALL_MODEL_FLOPS, choose_threads
+
+    cpu = torch.device("cpu")
+    assert choose_threads(TINY.replace(threads=3), cpu, 10) == 3
+    assert choose_threads(TINY, cpu, SMALL_MODEL_FLOPS - 1) == 1
+    assert choose_threads(TINY, cpu, SMALL_MODEL_FLOPS) == torch.get_num_threads()
+    before = torch.get_num_threads()
+    run = run_session(TINY.replace(threads=2), RunStore(tmp_path), measure_latency=False)
+    assert run.environment["threads"] == 2
+    assert torch.get_num_threads() == before  # the process's setting is given back
