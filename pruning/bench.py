@@ -164,6 +164,12 @@ def session_overhead_ratio(device: torch.device, repeats: int = 2,
     # FlopCounterMode imports torch._dynamo on first use (seconds, once per process; the app is
     # one long-lived process): pay it before the clock starts so it does not count as overhead.
     count_flops(nn.Linear(2, 2), (2,))
+    from pruning.models import build_model
+    from pruning.session import choose_threads
+
+    probe = build_model(config, bundle.in_channels, bundle.num_classes, bundle.image_size)
+    threads = choose_threads(config, device, count_flops(
+        probe, (bundle.in_channels, bundle.image_size, bundle.image_size)))
     session_s, plain_s = [], []
     with tempfile.TemporaryDirectory() as home:
         store = RunStore(Path(home))
@@ -176,9 +182,15 @@ def session_overhead_ratio(device: torch.device, repeats: int = 2,
                 raise RuntimeError(f"benchmark session ended {run.status}: {run.error}")
 
         def plain():
-            started = time.perf_counter()
-            _plain_training(config, bundle, device)
-            plain_s.append(time.perf_counter() - started)
+            # Same CPU threads as the session picks for this model, so only overhead differs.
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                started = time.perf_counter()
+                _plain_training(config, bundle, device)
+                plain_s.append(time.perf_counter() - started)
+            finally:
+                torch.set_num_threads(previous)
 
         for i in range(repeats):
             for fn in ((session, plain) if i % 2 == 0 else (plain, session)):
@@ -186,7 +198,7 @@ def session_overhead_ratio(device: torch.device, repeats: int = 2,
     ratios = [s / p for s, p in zip(session_s, plain_s)]
     return {"ratio": float(statistics.median(ratios)),
             "session_s": statistics.median(session_s), "plain_s": statistics.median(plain_s),
-            "repeats": repeats, "model": config.model, "dataset": config.dataset,
+            "repeats": repeats, "threads": threads, "model": config.model, "dataset": config.dataset,
             "epochs": config.epochs, "method": config.method, "schedule": config.schedule}
 
 

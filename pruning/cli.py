@@ -302,7 +302,7 @@ def cmd_export(args, store: RunStore) -> int:
 def cmd_bench(args, store: RunStore) -> int:
     from pruning.bench import run_benchmark
 
-    result = run_benchmark()
+    result = run_benchmark(threads=args.threads, quick=args.quick)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 
@@ -351,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure what pruning costs and buys on this machine")
     bench.add_argument("--json", action="store_true", help="one JSON object on one line")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads for the measurements (default: torch's own)")
+    bench.add_argument("--quick", action="store_true", help="fewer repeats (noisier)")
     return parser
 
 
