@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import os
 import statistics
 import sys
 from typing import Any, Sequence
@@ -169,7 +170,8 @@ def list_table(runs: list[Run]) -> str:
         s, c = run.summary, run.config
         cells = [run.id, run.status, c.model, c.method, c.schedule, str(c.seed),
                  _fmt(c.sparsity, "pct"), _fmt(s.get("test_acc"), "pct"),
-                 _fmt(s.get("mask_sparsity", s.get("effective_sparsity")), "pct"),
+                 _fmt(s.get("mask_sparsity") if s.get("mask_sparsity") is not None
+                      else s.get("effective_sparsity"), "pct"),
                  _fmt(s.get("flops"), "flops").rstrip("M"), _fmt(s.get("latency_ms"), "ms")]
         lines.append(" ".join(cell[:w].ljust(w) for cell, (_, w) in zip(cells, LIST_COLUMNS)))
     return "\n".join(lines)
@@ -371,3 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... | head`): nothing left to say; silence the final flush.
+        sys.stdout = open(os.devnull, "w")
+        return 0

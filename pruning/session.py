@@ -194,6 +194,8 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
             flops_compact=count_flops(compact, input_shape),
             epochs_done=ctx.epochs_done, steps_done=ctx.steps_done,
         )
+        if mask is None:  # the architecture changed instead: only effective sparsity applies
+            summary["mask_sparsity"] = None
         summary.update(result.summary)
         if measure_latency:
             batch = min(64, config.batch_size)
