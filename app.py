@@ -84,7 +84,7 @@ def _recent_runs() -> None:
         st.caption("No runs yet: the button above trains the first one.")
         return
     frame = common.runs_frame(runs)
-    cols = [c for c in ("label", "status", "test_acc", "mask_sparsity", "duration_s", "created")
+    cols = [c for c in ("label", "status", "test_acc", "sparsity", "duration_s", "created")
             if c in frame]
     table = frame[cols].copy()
     table["created"] = table["created"].map(common.fmt_time)
@@ -93,7 +93,7 @@ def _recent_runs() -> None:
         column_config={
             "label": "run", "status": "status",
             "test_acc": st.column_config.NumberColumn("test accuracy", format="percent"),
-            "mask_sparsity": st.column_config.NumberColumn("sparsity", format="percent"),
+            "sparsity": st.column_config.NumberColumn("sparsity", format="percent"),
             "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
             "created": "started"})
     st.caption("The newest runs in the store, newest first; the Runs page has the full history.")

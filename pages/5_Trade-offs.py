@@ -22,9 +22,10 @@ HOVER = ["label", "method", "schedule", "target", "seed", "epochs"]
 
 #: (tab title, x column, axis title, higher x is better, percent axis, log axis, caption)
 VIEWS = (
-    ("Accuracy vs sparsity", "mask_sparsity", "sparsity (% of prunable weights zero)", True,
+    ("Accuracy vs sparsity", "sparsity", "sparsity (% of weights zero, or removed)", True,
      True, False, "Each dot is a finished run: how accurate it is at the sparsity its mask "
-                  "reached. The dotted line links the Pareto front (no run is both sparser and "
+                  "reached (for i-SpaSP and SSC, which remove weights instead of masking them: "
+                  "the fraction of parameters removed). The dotted line links the Pareto front (no run is both sparser and "
                   "more accurate)."),
     ("Accuracy vs FLOPs", "mflops", "FLOPs under the mask (M per image, log scale)", False, False,
      True, "Accuracy against the multiply-accumulates that the mask leaves (zeros skipped); "

@@ -49,8 +49,8 @@ def style(fig: go.Figure, *, x_title: str | None = None, y_title: str | None = N
         fig.update_yaxes(title_text=y_title)
     if x_percent:
         fig.update_xaxes(tickformat=".0%")
-    if y_percent:
-        fig.update_yaxes(tickformat=".0%")
+    if y_percent:  # one decimal: accuracy axes often span a point or two
+        fig.update_yaxes(tickformat=".1%")
     return fig
 
 

@@ -98,7 +98,7 @@ def run_title(run: Run) -> str:
 
 # ---- frames -----------------------------------------------------------------------------------
 RUN_COLUMNS = ("id", "label", "status", "created", "model", "dataset", "method", "schedule",
-               "granularity", "scope", "target", "seed", "epochs")
+               "granularity", "scope", "target", "seed", "epochs", "sparsity")
 
 
 def runs_frame(runs: Sequence[Run], titles: bool = True) -> pd.DataFrame:
@@ -114,6 +114,11 @@ def runs_frame(runs: Sequence[Run], titles: bool = True) -> pd.DataFrame:
         for key, value in run.summary.items():
             if isinstance(value, (int, float, str, bool)) or value is None:
                 row.setdefault(key, value)
+        # One headline sparsity for every run: the mask's, or for methods that remove channels
+        # instead of masking (i-SpaSP, SSC) the fraction of parameters physically gone.
+        mask_sparsity = run.summary.get("mask_sparsity")
+        row["sparsity"] = (mask_sparsity if mask_sparsity is not None
+                           else run.summary.get("effective_sparsity"))
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else list(RUN_COLUMNS))
 
