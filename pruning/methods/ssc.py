@@ -32,12 +32,17 @@ full kernel (its centre tap is already in the K×K part): at most 1/P_k of a 1×
 1/(K²·P_k) of the dense conv's work. A part whose grouped form would not do less arithmetic than
 the dense conv (class sizes so uneven that padding fills the groups back up) falls back to the
 masked form: one conv with the dense-equivalent weight of that part. ``masked_forward`` is the
-masked dense conv with the same parameters, for comparison and tests.
+masked dense conv with the same parameters, for comparison and tests. How much faster the
+grouped form runs depends on the backend: on CPUs (oneDNN) a grouped conv with only a few
+channels per group (say 2–4, as at density 0.1 on 32–64 channels) can be slower than the dense
+conv despite its fraction of the FLOPs, while groups of 16 or more channels, depthwise and
+pointwise convs run faster than the masked dense conv.
 
 Parameters are stored compactly (only the pattern's entries), so a model's parameter count is
-the pattern's count; ``to_ssc`` chooses periods per layer to meet a parameter budget, and
-``ssc_baseline_configs`` gives the sweep comparing SSC with pruning at initialisation (random,
-SNIP, GraSP, SynFlow) at the same parameter count, the paper's baselines.
+the pattern's count; ``to_ssc`` chooses periods per layer to come as close to a parameter budget
+as the periods allow without exceeding it, and ``ssc_baseline_configs`` gives the sweep
+comparing SSC with pruning at initialisation (random, SNIP, GraSP, SynFlow) at the same
+parameter count, the paper's baselines.
 """
 from __future__ import annotations
 
