@@ -6,6 +6,7 @@ ratios next to uniform and global-magnitude allocations at the same overall spar
 """
 import streamlit as st
 
+from pruning.methods import method_config
 from pruning.config import RunConfig
 from ui import analysis_charts as ac
 from ui import common
@@ -38,8 +39,8 @@ with common.user_errors():
     cols[0].metric("Target sparsity", common.fmt_pct(run.config.sparsity))
     cols[1].metric("Reached (mask)", common.fmt_pct(s.get("mask_sparsity")))
     cols[2].metric("Test accuracy", common.fmt_pct(s.get("test_acc")))
-    cols[3].metric("λ, γ", f"{run.config.method_params.get('lam', 5.0):g}, "
-                           f"{run.config.method_params.get('gamma', 1.0):g}")
+    settings = method_config(run.config)  # the run's values, defaults filled in
+    cols[3].metric("λ, γ", f"{settings.lam:g}, {settings.gamma:g}")
 
     frame = ac.aswl_frame(store.traces(run.id, "aswl"))
     overlap = "".join(
