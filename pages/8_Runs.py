@@ -157,7 +157,7 @@ def manage(runs: list[Run]) -> None:
         return
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     name = c1.text_input("name", value=run.name or "", key=f"runs-name-{run.id}",
-                         placeholder=run.label())
+                         help=f"Leave empty for the automatic label: {run.label()}")
     if c2.button("Rename", key="runs-rename"):
         with common.user_errors():
             common.store().rename_run(run.id, name.strip() or None)
