@@ -11,6 +11,13 @@ Layout under PRUNING_HOME (default ``~/.pruning``)::
 WAL mode plus a busy timeout lets two processes (two browser tabs, a sweep and the app) write at
 once. Every method opens its own short-lived connection, so one store object can be shared by
 threads of the Streamlit server without sharing a connection.
+
+Interrupted runs: each run row records the process that owns it (pid, host name, and on Linux a
+token from ``/proc`` -- boot id, pid namespace, process start time -- so a reused pid or a reboot
+is not mistaken for the owner). When runs are read, a run still ``running`` whose owner process
+is gone *on this host* is written back once as ``failed`` with an "interrupted" error, keeping its
+epochs and snapshots. Runs of another host, of another container's pid namespace, or rows from
+before these columns existed are left as they are: there is no way to tell from here.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import sqlite3
 import time
 import uuid
@@ -41,7 +49,10 @@ CREATE TABLE IF NOT EXISTS runs (
     config TEXT NOT NULL,
     summary TEXT NOT NULL DEFAULT '{}',
     environment TEXT NOT NULL DEFAULT '{}',
-    error TEXT
+    error TEXT,
+    owner_pid INTEGER,
+    owner_host TEXT,
+    owner_token TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -64,6 +75,9 @@ CREATE TABLE IF NOT EXISTS snapshots (
     PRIMARY KEY (run_id, step)
 );
 """
+
+#: columns added after the first release; ``_migrate`` adds them to stores created before
+OWNER_COLUMNS = (("owner_pid", "INTEGER"), ("owner_host", "TEXT"), ("owner_token", "TEXT"))
 
 
 class UnknownRunError(ConfigError):
@@ -118,6 +132,82 @@ def _dumps(value: Any) -> str:
     return json.dumps(clean(value), default=_json_default)
 
 
+# ---- who owns a running run ----------------------------------------------------------------
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def _boot_id() -> str | None:
+    """This boot's id (Linux); None where there is no /proc."""
+    text = _read("/proc/sys/kernel/random/boot_id")
+    return text.strip() if text else None
+
+
+def _pid_namespace() -> str:
+    """The inode of this process's pid namespace ("" if unreadable): pids only mean something
+    inside one namespace, so a run started in another container on the same host is not ours to
+    judge."""
+    try:
+        return "".join(ch for ch in os.readlink("/proc/self/ns/pid") if ch.isdigit())
+    except OSError:
+        return ""
+
+
+def _proc_state(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks since boot) of ``pid`` from /proc, or None if no
+    such process."""
+    text = _read(f"/proc/{pid}/stat")
+    if not text:
+        return None
+    # Field 2 (the command name) may hold spaces and parentheses: split after the last ')'.
+    # What follows is field 3 (state) onwards, so field 22 (starttime) is index 19.
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[0], fields[19]
+
+
+def owner_identity() -> dict[str, Any]:
+    """The current process as a run owner: pid, host and a token that survives pid reuse
+    (``boot id:pid namespace:start ticks``), or no token where /proc is missing."""
+    pid, boot, proc = os.getpid(), _boot_id(), _proc_state(os.getpid())
+    token = f"{boot}:{_pid_namespace()}:{proc[1]}" if boot and proc else None
+    return {"owner_pid": pid, "owner_host": socket.gethostname(), "owner_token": token}
+
+
+def owner_gone(pid: int | None, host: str | None, token: str | None) -> bool:
+    """True only when we can tell that the process that owned a run has ended; False when it is
+    alive or when we cannot know (no owner recorded, another host, another pid namespace)."""
+    if pid is None or host != socket.gethostname():
+        return False
+    boot = _boot_id()
+    if token and boot:
+        run_boot, run_ns, run_start = token.split(":", 2)
+        if run_boot != boot:
+            return True  # this machine rebooted since: every process of that boot is gone
+        if run_ns != _pid_namespace():
+            return False  # another container's processes are invisible from here
+        proc = _proc_state(pid)
+        # gone, a zombie (killed, not yet reaped) or the pid now belongs to a newer process
+        return proc is None or proc[0] in "ZXx" or proc[1] != run_start
+    if pid == os.getpid():
+        return False
+    if os.name == "nt":
+        return False  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the pid exists
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # exists but belongs to another user, or cannot be probed
+    return False
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 class RunStore:
     """SQLite-backed run history plus files beside it."""
 
@@ -136,6 +226,7 @@ class RunStore:
             if not self._schema_ready:
                 db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
                 db.executescript(SCHEMA)
+                self._migrate(db)
                 self._schema_ready = True
             db.execute("PRAGMA busy_timeout=30000")
             # WAL + NORMAL: durable at checkpoints, no fsync per small history row.
@@ -144,6 +235,19 @@ class RunStore:
             yield db
         finally:
             db.close()
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Add the columns newer code expects to a store written by older code."""
+        have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        for name, kind in OWNER_COLUMNS:
+            if name in have:
+                continue
+            try:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process added it meanwhile
+                    raise
 
     def _write(self, sql: str, params: tuple = ()) -> None:
         # Retry on the rare 'database is locked' that busy_timeout does not cover (WAL upgrade).
@@ -164,9 +268,11 @@ class RunStore:
     def create_run(self, config: RunConfig, environment: dict[str, Any] | None = None,
                    name: str | None = None) -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        self._write("INSERT INTO runs (id, created, status, name, config, environment) "
-                    "VALUES (?, ?, 'running', ?, ?, ?)",
-                    (run_id, time.time(), name, config.to_json(), _dumps(environment or {})))
+        owner = owner_identity()  # the process that runs it: see reap_interrupted
+        self._write("INSERT INTO runs (id, created, status, name, config, environment, "
+                    "owner_pid, owner_host, owner_token) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                    (run_id, time.time(), name, config.to_json(), _dumps(environment or {}),
+                     owner["owner_pid"], owner["owner_host"], owner["owner_token"]))
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
 
@@ -212,9 +318,45 @@ class RunStore:
                 f"no run {run_id!r} in {self.home}; see `python -m pruning list` for the ids")
         raise UnknownRunError(f"run id {run_id!r} is ambiguous ({len(ids)} runs); give more characters")
 
+    def reap_interrupted(self, db: sqlite3.Connection, run_id: str | None = None) -> list[str]:
+        """Mark ``running`` runs whose owner process has ended on this host as ``failed``, keeping
+        what they recorded; returns their ids. Written once: the update only applies while the
+        row is still ``running``, so a run that finishes meanwhile keeps its real status."""
+        sql = "SELECT id, owner_pid, owner_host, owner_token, summary FROM runs WHERE status = 'running'"
+        rows = db.execute(sql + (" AND id = ?" if run_id else ""),
+                          (run_id,) if run_id else ()).fetchall()
+        reaped = []
+        for rid, pid, host, token, summary_json in rows:
+            if not owner_gone(pid, host, token):
+                continue
+            epochs = [json.loads(r[0]) for r in db.execute(
+                "SELECT data FROM epochs WHERE run_id = ? ORDER BY epoch, rowid", (rid,))]
+            snapshots = db.execute("SELECT COUNT(*) FROM snapshots WHERE run_id = ?",
+                                   (rid,)).fetchone()[0]
+            # the same partial summary a stopped run gets: the last epoch's metrics
+            summary, last = json.loads(summary_json), (epochs[-1] if epochs else {})
+            for key in ("test_acc", "test_loss", "train_acc", "target_sparsity", "mask_sparsity"):
+                if key not in summary and last.get(key) is not None:
+                    summary[key] = last[key]
+            summary["epochs_done"] = last.get("epoch", 0)
+            error = (f"interrupted: the process running it (pid {pid} on {host}) ended before it "
+                     f"finished (killed, or the server or machine restarted); kept what it had: "
+                     f"{_plural(len(epochs), 'epoch')}, {_plural(snapshots, 'mask snapshot')}")
+            try:
+                db.execute("UPDATE runs SET status = 'failed', finished = ?, summary = ?, error = ? "
+                           "WHERE id = ? AND status = 'running'",
+                           (time.time(), _dumps(summary), error, rid))
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                continue  # a busy store: reading must not fail; the next read tries again
+            reaped.append(rid)
+        return reaped
+
     def get_run(self, run_id: str) -> Run:
         run_id = self.resolve(run_id)
         with self._connect() as db:
+            self.reap_interrupted(db, run_id)
             row = db.execute(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         return self._row_to_run(row)
 
@@ -230,6 +372,7 @@ class RunStore:
         if limit:
             sql += f" LIMIT {int(limit)}"
         with self._connect() as db:
+            self.reap_interrupted(db)  # before the status filter, so it sees their real status
             rows = db.execute(sql, params).fetchall()
         return [self._row_to_run(r) for r in rows]
 
