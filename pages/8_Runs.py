@@ -21,7 +21,12 @@ HISTORY_COLUMNS = {
     "method": "method", "schedule": "schedule",
     "target": st.column_config.NumberColumn("target", format="percent"),
     "test_acc": st.column_config.NumberColumn("test accuracy", format="percent"),
-    "mask_sparsity": st.column_config.NumberColumn("mask sparsity", format="percent"),
+    # common.runs_frame's headline sparsity: the mask's, or for methods that remove channels
+    # instead of masking (i-SpaSP, SSC) the fraction of parameters removed
+    "sparsity": st.column_config.NumberColumn(
+        "sparsity (mask, or parameters removed)", format="percent",
+        help="Zeros among prunable weights under the mask; for methods that remove channels "
+             "instead of masking them (i-SpaSP, SSC), the fraction of parameters removed."),
     "effective_sparsity": st.column_config.NumberColumn("effective sparsity", format="percent"),
     "params_nonzero": st.column_config.NumberColumn("nonzero params", format="localized"),
     "flops": st.column_config.NumberColumn("FLOPs (masked)", format="compact"),
@@ -83,8 +88,10 @@ def history(runs: list[Run]) -> None:
     columns = [c for c in HISTORY_COLUMNS if c in frame and (c != "name" or frame[c].any())]
     st.dataframe(frame[columns], hide_index=True, width="stretch",
                  column_config={k: v for k, v in HISTORY_COLUMNS.items() if k in columns})
-    st.caption(f"{len(frame)} run(s), newest first. Target = the sparsity asked for; mask = "
-               "zeros among prunable weights; effective = share of all parameters removable.")
+    st.caption(f"{len(frame)} run(s), newest first. Target = the sparsity asked for; sparsity "
+               "= zeros among prunable weights under the mask, or the fraction of parameters "
+               "removed for methods without a mask (i-SpaSP, SSC); effective = share of all "
+               "parameters removable.")
 
 
 def compare(runs: list[Run]) -> None:

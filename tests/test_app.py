@@ -9,6 +9,7 @@ front, sparsity frame, forms from dataclasses, jobs) are checked on exact values
 """
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -251,6 +252,25 @@ def test_runs_page_compares_two_runs(full_home):
     assert list(table.columns) == [common.run_title(r) for r in runs]
     assert table.loc["mask sparsity"].tolist() == ["90.0%", "90.0%"]
     assert len(at.get("download_button")) == 4
+
+
+def test_runs_page_history_shows_removed_fraction_for_runs_without_mask(empty_home):
+    # i-SpaSP and SSC remove channels instead of masking: their summary has no mask sparsity,
+    # so the history's sparsity column shows the fraction of parameters removed instead
+    store = RunStore(empty_home)
+    masked = store.create_run(TINY)
+    store.finish_run(masked, "done", {"mask_sparsity": 0.9, "effective_sparsity": 0.1})
+    removed = store.create_run(TINY.replace(method="ispasp"))
+    store.finish_run(removed, "done", {"mask_sparsity": None, "effective_sparsity": 0.55})
+    at = app("pages/8_Runs.py")
+    no_exception(at)
+    history = at.dataframe[0].value.set_index("id")
+    assert history.loc[removed, "sparsity"] == pytest.approx(0.55)
+    assert history.loc[masked, "sparsity"] == pytest.approx(0.9)
+    assert "mask_sparsity" not in history.columns  # one column, not an empty one beside it
+    # the heading says which measure it is
+    heading = json.loads(at.dataframe[0].proto.columns)["sparsity"]["label"]
+    assert heading == "sparsity (mask, or parameters removed)"
 
 
 def test_runs_page_deletes_a_run(own_copy):
