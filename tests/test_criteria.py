@@ -12,7 +12,7 @@ from torch.nn.utils import prune
 
 from pruning.masks import Mask, prunable_parameters
 from pruning.methods.criteria import (CRITERIA, GraspConfig, Pruner, SynflowConfig, TaylorConfig)
-from pruning.methods.granularity import keep_top, prune_count, select
+from pruning.methods.granularity import keep_top, lowest_entries, prune_count, select
 from pruning.registry import build_config
 
 SCOPES = ("global", "layerwise")
@@ -420,3 +420,59 @@ def test_channel_pruning_never_empties_a_layer():
     assert set(mask) == set(prunable_parameters(model))
     for name, keep in mask.items():
         assert keep.reshape(keep.shape[0], -1).all(1).sum() >= 1, name
+
+
+@pytest.mark.parametrize("count", [1, 7, 150, 2000, 9000])
+def test_lowest_entries_is_the_complement_of_keep_top(count):
+    g = torch.Generator().manual_seed(count)
+    scores = torch.randint(0, 300, (20000,), generator=g).float()  # many ties
+    scores[torch.rand(20000, generator=g) < 0.6] = float("inf")      # pruned entries
+    expected = (~keep_top(scores, scores.numel() - count)).nonzero().squeeze(1)
+    got = lowest_entries(scores, count)
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("layout", ["too_few_under_bound", "too_many_under_bound"])
+def test_lowest_entries_is_exact_when_the_sample_misleads(layout):
+    # Values laid out against the strided sample (every 4th entry of 20000): its bound leaves
+    # fewer candidates than asked for, or nearly everything; the full ranking must take over.
+    n, stride = 20000, 20000 // 4096
+    sampled = torch.arange(n) % stride == 0
+    if layout == "too_few_under_bound":
+        scores = torch.full((n,), 1e4)
+        scores[sampled] = torch.arange(int(sampled.sum())).float()
+        count = 1000
+    else:
+        scores = torch.full((n,), 5.0)
+        scores[(~sampled).nonzero().squeeze(1)[:500]] = 1.0
+        count = 300
+    expected = (~keep_top(scores, n - count)).nonzero().squeeze(1)
+    assert torch.equal(lowest_entries(scores, count), expected)
+
+
+@pytest.mark.parametrize("criterion", ["magnitude", "random"])
+def test_per_step_pruning_equals_selection_from_scratch(criterion):
+    # Global unstructured pruning with a cheap criterion takes a faster path (only the few
+    # weights a step removes are searched for, and the last mask's flat form is reused); along a
+    # schedule it must give exactly the masks that ranking every weight gives.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                          nn.Linear(128, 96), nn.ReLU(), nn.Linear(96, 10))
+    pruner = Pruner(criterion, seed=3)
+    mask = pruner.initial_mask(model)
+    for step in range(1, 41):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 1e-2)
+        target = 0.95 * (1 - (1 - step / 40) ** 3)
+        if step == 20:  # an equal but new Mask object: the flat form is rebuilt from it
+            mask = Mask(dict(mask.items()))
+        params = prunable_parameters(model)
+        scores = pruner.criterion.score(type("R", (), {"params": params, "seed": 3})())
+        expected = select(scores, dict(mask.items()), target, scope="global",
+                          granularity="unstructured")
+        new = pruner(model, mask, target)
+        assert all(torch.equal(new[k], expected[k]) for k in new), f"step {step}"
+        assert new.is_subset_of(mask)
+        check_target(pruner, new, target)
+        mask = new

@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruning.masks import Mask, prunable_parameters
-from pruning.methods.granularity import (GRANULARITIES, SCOPES, nm_room, prune_count, sanitize,
+from pruning.methods.granularity import (GRANULARITIES, SCOPES, common_dtype, finite_scores,
+                                          lowest_entries, nm_room, prune_count, sanitize,
                                           select as select_mask)
 from pruning.registry import Registry
 
@@ -354,6 +355,8 @@ class Pruner:
         self.include_first_last = include_first_last
         self.seed = seed
         self.channel_p = channel_p
+        # The last mask _prune_live returned, with its kept positions (one run's pruner only).
+        self._live: _LiveWeights | None = None
 
     @property
     def expensive(self) -> bool:
@@ -425,9 +428,79 @@ class Pruner:
                  batch: Batch | None = None) -> Mask:
         if not 0.0 <= target <= 1.0:
             raise ValueError(f"target sparsity must be in [0, 1], got {target}")
+        if self.scope == "global" and self.granularity == "unstructured" \
+                and not self.criterion.expensive:
+            return self._prune_live(model, mask, target, batch)
         params, mask = self._check(model, mask)
         if self._nothing_to_do(mask, target):
             return mask
         scores, alive = self._score(model, params, mask, target, batch)
         keep = self.select(scores, alive, target)
         return Mask({name: keep[name].cpu() for name in params})
+
+    def _prune_live(self, model: nn.Module, mask: Mask | None, target: float,
+                    batch: Batch | None) -> Mask:
+        """Global unstructured pruning with a cheap criterion, found among the live weights only.
+
+        The same mask as ``select`` (pruned weights rank below every live one there and ties
+        keep the earlier weight; ``lowest_entries`` keeps both rules), but a schedule that prunes
+        at every step removes a few weights each time, and finding those few is much cheaper
+        than ranking every weight. When it is handed the mask it returned last time, it reuses
+        that mask's flat form instead of building it again.
+        """
+        state = self._live
+        if state is None or state.mask is not mask or state.model is not model:
+            params, mask = self._check(model, mask)
+            state = _LiveWeights.of(model, params, mask)
+        total = state.flat.numel()
+        n_drop = state.kept - (total - prune_count(total, target))
+        self._live = state
+        if n_drop <= 0:  # already there; a mask never grows back
+            return state.mask
+        request = ScoreRequest(model, state.params, state.alive(), target, batch,
+                               self.criterion_config, self.seed, self.select)
+        with torch.no_grad():
+            scores = self.criterion.score(request)
+        dtype = common_dtype(scores)
+        flat = torch.cat([scores[name].reshape(-1).to(dtype) for name in state.params])
+        # +inf where pruned: never among the lowest while a live weight remains
+        ranked = finite_scores(flat, dtype) + state.pruned_inf.to(dtype)
+        self._live = state.without(lowest_entries(ranked, n_drop).cpu())
+        return self._live.mask
+
+
+@dataclass(frozen=True)
+class _LiveWeights:
+    """A mask as one flat vector over the prunable weights (layer order, row-major), with +inf
+    where it prunes, on the weights' device, for ``Pruner._prune_live``."""
+    model: nn.Module
+    params: dict[str, nn.Parameter]
+    mask: Mask
+    flat: torch.Tensor        # (n,) bool, CPU: the mask's entries
+    pruned_inf: torch.Tensor  # (n,) float32, weights' device: +inf where pruned, 0 where kept
+    kept: int
+
+    @classmethod
+    def of(cls, model, params, mask) -> "_LiveWeights":
+        flat = torch.cat([mask[name].reshape(-1) for name in params])
+        device = next(iter(params.values())).device
+        kept = flat.to(device=device, dtype=torch.float32)
+        return cls(model, params, mask, flat, (1.0 - kept) / kept, int(flat.sum()))
+
+    def alive(self) -> dict[str, torch.Tensor]:
+        device = self.pruned_inf.device
+        pieces = self.flat.split([p.numel() for p in self.params.values()])
+        return {name: piece.view(p.shape).to(device)
+                for (name, p), piece in zip(self.params.items(), pieces)}
+
+    def without(self, removed: torch.Tensor) -> "_LiveWeights":
+        """This mask with the flat positions ``removed`` (live ones, on the CPU) pruned too."""
+        flat = self.flat.clone()
+        flat[removed] = False
+        pruned_inf = self.pruned_inf.clone()
+        pruned_inf[removed.to(pruned_inf.device)] = float("inf")
+        pieces = flat.split([p.numel() for p in self.params.values()])
+        mask = Mask({name: piece.view(p.shape) for (name, p), piece in
+                     zip(self.params.items(), pieces)})
+        return _LiveWeights(self.model, self.params, mask, flat, pruned_inf,
+                            self.kept - removed.numel())
