@@ -52,38 +52,15 @@ def summarise(times_ms: list[float]) -> dict[str, float]:
             "mean_ms": float(statistics.fmean(ordered))}
 
 
-def time_calls(fn: Callable[[], object], device: torch.device, warmup: int = 5,
-               repeats: int = 30, max_seconds: float = DEFAULT_MAX_SECONDS) -> list[float]:
-    """Milliseconds of each timed call of ``fn`` after ``warmup`` untimed ones.
-
-    Stops early (after at least ``MIN_REPEATS`` timed calls) once warm-up plus timing has used
-    ``max_seconds``.
-    """
-    started = time.perf_counter()
-    for _ in range(warmup):
-        fn()
-        synchronize(device)
-        if time.perf_counter() - started > max_seconds / 2:
-            break
-    times = []
-    for i in range(max(1, repeats)):
-        synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - t0) * 1000.0)
-        if i + 1 >= MIN_REPEATS and time.perf_counter() - started > max_seconds:
-            break
-    return times
-
-
 def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device,
                      warmup: int = 3, repeats: int = 30,
                      max_seconds: float = DEFAULT_MAX_SECONDS) -> dict[str, list[float]]:
     """Time several callables round-robin, so slow phases of a noisy machine hit all of them.
 
     Returns milliseconds per call for each name; the order inside each round alternates so that
-    no callable always runs right after the same neighbour (cache effects).
+    no callable always runs right after the same neighbour (cache effects). Warm-up stops early
+    once it has used half of ``max_seconds``, timing after at least ``MIN_REPEATS`` rounds once
+    all of it is used.
     """
     names = list(fns)
     started = time.perf_counter()
@@ -91,6 +68,8 @@ def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device,
         for name in names:
             fns[name]()
         synchronize(device)
+        if time.perf_counter() - started > max_seconds / 2:
+            break
     times: dict[str, list[float]] = {name: [] for name in names}
     for i in range(max(1, repeats)):
         order = names if i % 2 == 0 else names[::-1]
@@ -123,18 +102,34 @@ def measure_latency(model: nn.Module, input_shape: tuple, device: torch.device |
     Returns median_ms, p90_ms, mean_ms, repeats (actually timed), batch_size, device (str),
     dtype (str), threads. The model's mode is restored; it is copied when it has to move.
     """
+    return compare_latency({"model": model}, input_shape, device, batch_size, warmup, repeats,
+                           dtype, max_seconds)["model"]
+
+
+def compare_latency(models: dict[str, nn.Module], input_shape: tuple,
+                    device: torch.device | str | None, batch_size: int = 64, warmup: int = 5,
+                    repeats: int = 30, dtype: torch.dtype = torch.float32,
+                    max_seconds: float = DEFAULT_MAX_SECONDS) -> dict[str, dict]:
+    """``measure_latency`` of several models on the same batch, timed round-robin
+    (``time_interleaved``) so that a busy spell of the machine slows all of them alike and their
+    ratio stays fair. Returns one result dict per name."""
     device = as_device(device)
-    target = _on(model, device, dtype)
+    targets = {name: _on(model, device, dtype) for name, model in models.items()}
     generator = torch.Generator().manual_seed(0)
     x = torch.randn((batch_size, *input_shape), generator=generator).to(device=device, dtype=dtype)
-    was_training = target.training
-    target.eval()
+    modes = {name: target.training for name, target in targets.items()}
+    for target in targets.values():
+        target.eval()
     try:
         with torch.inference_mode():
-            times = time_calls(lambda: target(x), device, warmup=warmup, repeats=repeats,
-                               max_seconds=max_seconds)
+            times = time_interleaved({name: (lambda t=target: t(x))
+                                      for name, target in targets.items()},
+                                     device, warmup=warmup, repeats=repeats,
+                                     max_seconds=max_seconds)
     finally:
-        target.train(was_training)
-    return {**summarise(times), "repeats": len(times), "batch_size": int(batch_size),
-            "device": device_name(device), "dtype": str(dtype).replace("torch.", ""),
-            "threads": torch.get_num_threads()}
+        for name, target in targets.items():
+            target.train(modes[name])
+    return {name: {**summarise(times[name]), "repeats": len(times[name]),
+                   "batch_size": int(batch_size), "device": device_name(device),
+                   "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads()}
+            for name in targets}
