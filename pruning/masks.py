@@ -128,9 +128,10 @@ class Mask(Mapping[str, torch.Tensor]):
             param = params[name]
             param.mul_(keep.to(device=param.device, dtype=param.dtype))
 
-    def to(self, device: torch.device | str) -> dict[str, torch.Tensor]:
-        """Float copies on ``device``, for multiplying in a hot loop (cache the result)."""
-        return {name: m.to(device=device, dtype=torch.float32) for name, m in self._masks.items()}
+    def to(self, device: torch.device | str,
+           dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """Copies as 1.0/0.0 in ``dtype`` on ``device``, for multiplying in a hot loop."""
+        return {name: m.to(device=device, dtype=dtype) for name, m in self._masks.items()}
 
     # Serialisation: packed bits, one byte per 8 weights
     def to_bytes(self) -> bytes:

@@ -62,9 +62,11 @@ class ScheduledHooks(TrainHooks):
         self._apply()
 
     def _cache(self, model) -> None:
-        device = next(model.parameters()).device
-        self.device_masks = {name: m.to(device=device, dtype=self.params[name].dtype)
-                             for name, m in self.current.items()}
+        if len(self.current) == 0:
+            self.device_masks = {}
+            return
+        weight = self.params[next(iter(self.current))]
+        self.device_masks = self.current.to(weight.device, weight.dtype)
 
     @torch.no_grad()
     def _apply(self) -> None:
