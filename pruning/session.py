@@ -199,11 +199,11 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
         summary.update(result.summary)
         if measure_latency:
             # Dense and final timed round-robin on one batch (a fair ratio on a busy machine);
-            # 15 rounds give a stable median in ~0.1 s for the default model. The Speed lab
-            # measures more batch sizes and forms on request.
+            # 12 rounds give a stable median in well under 0.1 s for the default model. The
+            # Speed lab measures more batch sizes and forms on request.
             latency = compare_latency({"final": compact, "dense": dense_model}, input_shape,
-                                      device, batch_size=min(64, config.batch_size), warmup=3,
-                                      repeats=15, max_seconds=2.0)
+                                      device, batch_size=min(64, config.batch_size), warmup=2,
+                                      repeats=12, max_seconds=2.0)
             final_latency, dense_latency = latency["final"], latency["dense"]
             summary.update(latency_ms=final_latency["median_ms"],
                            latency_p90_ms=final_latency["p90_ms"],

@@ -146,7 +146,7 @@ def lr_factor(schedule: str, progress: float) -> float:
     return 1.0
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: nn.Module, data, device: torch.device, split: str = "test",
              batch_size: int = 512) -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy in [0, 1]) on a split, model in eval mode."""
