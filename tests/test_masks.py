@@ -141,3 +141,17 @@ def test_ones_like_and_float_copies():
     assert floats["body.0.weight"].dtype == torch.float32
     floats["body.0.weight"].zero_()
     assert ones["body.0.weight"].all()
+
+
+def test_snapshots_written_by_savez_compressed_still_load():
+    # Stores from before the level-1 writer hold np.savez_compressed archives of the same layout.
+    import io
+
+    import numpy as np
+    keep = torch.rand(6, 5, generator=torch.Generator().manual_seed(0)) > 0.5
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, bits0=np.packbits(keep.numpy().reshape(-1)),
+                        shape0=np.asarray(keep.shape, dtype=np.int64),
+                        names=np.asarray(["fc.weight"], dtype=np.str_))
+    back = Mask.from_bytes(buffer.getvalue())
+    assert list(back) == ["fc.weight"] and torch.equal(back["fc.weight"], keep)
