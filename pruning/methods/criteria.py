@@ -487,7 +487,12 @@ class _LiveWeights:
         kept = flat.to(device=device, dtype=torch.float32)
         return cls(model, params, mask, flat, (1.0 - kept) / kept, int(flat.sum()))
 
-    def alive(self) -> dict[str, torch.Tensor]:
+    def alive(self) -> Mapping[str, torch.Tensor]:
+        """The mask per layer on the weights' device, built only if the criterion reads it
+        (magnitude and random do not)."""
+        return _OnFirstUse(self._alive_tensors)
+
+    def _alive_tensors(self) -> dict[str, torch.Tensor]:
         device = self.pruned_inf.device
         pieces = self.flat.split([p.numel() for p in self.params.values()])
         return {name: piece.view(p.shape).to(device)
@@ -504,3 +509,24 @@ class _LiveWeights:
                      zip(self.params.items(), pieces)})
         return _LiveWeights(self.model, self.params, mask, flat, pruned_inf,
                             self.kept - removed.numel())
+
+
+class _OnFirstUse(Mapping):
+    """A read-only mapping that calls ``build()`` the first time it is read."""
+
+    def __init__(self, build: Callable[[], dict]):
+        self._build, self._built = build, None
+
+    def _data(self) -> dict:
+        if self._built is None:
+            self._built = self._build()
+        return self._built
+
+    def __getitem__(self, key):
+        return self._data()[key]
+
+    def __iter__(self):
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())

@@ -45,8 +45,10 @@ class ScheduledHooks(TrainHooks):
         self.params = dict(model.named_parameters())
         self.current = self.pruner.initial_mask(model)
         self._prune_to(model, self.schedule(0.0), self.first_batch)
+        self._apply()
 
     def _prune_to(self, model, target: float, batch) -> None:
+        """Recompute the mask for ``target`` (the caller applies it to the weights)."""
         self.target = target
         if target <= 0.0 and self.pruned_target < 0:
             self._cache(model)
@@ -59,7 +61,6 @@ class ScheduledHooks(TrainHooks):
             self.current = self.pruner(model, self.current, target, batch)
             self.pruned_target = target
             self._cache(model)
-        self._apply()
 
     def _cache(self, model) -> None:
         if len(self.current) == 0:
