@@ -3,8 +3,10 @@
 For a chosen run, ``pruning.speedlab.four_forms`` times the dense model, the masked dense model,
 the model with sparse kernels (CSR on CPU, 2:4 on recent NVIDIA GPUs) and the physically pruned
 model on this machine across batch sizes; ``csr_crossover`` finds the sparsity from which CSR beats
-a dense matmul. Measurements run only when asked (they take seconds) and are kept per run in
-``st.session_state`` as small dicts, never models.
+a dense matmul. The memory layout (PyTorch's default channels-first NCHW, or channels_last) is
+chosen here and applied to every form and the input. Measurements run only when asked (they
+take seconds) and are kept per run, device and layout in ``st.session_state`` as small dicts,
+never models.
 """
 import streamlit as st
 import torch
@@ -21,6 +23,15 @@ common.page_setup(
     "**physically pruned** (empty channels cut out: a smaller dense model).")
 
 BATCH_SIZES = (1, 8, 32, 64, 256)
+LAYOUTS = {"channels_first": "channels first (NCHW, PyTorch's default)",
+           "channels_last": "channels last (NHWC)"}
+LAYOUT_HELP = ("How image tensors are laid out in memory. PyTorch's default is channels first "
+               "(NCHW). Channels last (NHWC) keeps each pixel's channels together, which CPU "
+               "convolution and pooling kernels prefer: conv nets usually run faster with it, "
+               "and a physically pruned model realises more of its FLOPs reduction, because "
+               "BatchNorm, ReLU and pooling are memory-bound work that FLOPs do not count and "
+               "NCHW max-pooling is slow on CPUs. Outputs, parameters and FLOPs are the same "
+               "in both.")
 store = common.store()
 
 
@@ -33,8 +44,9 @@ def devices() -> list[str]:
     return found
 
 
-def measure(run, batch_sizes, device: str, seconds: float) -> dict:
-    """Time the four forms (and, once per session and device, the CSR crossover)."""
+def measure(run, batch_sizes, device: str, seconds: float, layout: str) -> dict:
+    """Time the four forms in ``layout`` (and, once per session and device, the CSR
+    crossover)."""
     from pruning import speedlab
 
     crossover = st.session_state.get(f"speedlab:crossover:{device}")
@@ -43,8 +55,8 @@ def measure(run, batch_sizes, device: str, seconds: float) -> dict:
         st.session_state[f"speedlab:crossover:{device}"] = crossover
     model, mask, shape = ac.speedlab_inputs(store, run)
     rows = speedlab.four_forms(model, mask, shape, device, batch_sizes=tuple(batch_sizes),
-                               max_seconds=seconds, crossover=crossover)
-    return {"rows": rows, "has_mask": mask is not None,
+                               max_seconds=seconds, crossover=crossover, memory_format=layout)
+    return {"rows": rows, "has_mask": mask is not None, "memory_format": layout,
             "mask_sparsity": None if mask is None else mask.sparsity(), "input_shape": list(shape)}
 
 
@@ -57,19 +69,21 @@ with common.user_errors():
         st.stop()
 
     run = common.run_picker("Run to measure", runs, key="speedlab-run")
-    left, mid, right = st.columns([3, 1, 1])
+    left, mid, layout_col, right = st.columns([3, 1, 2, 1])
     batch_sizes = left.multiselect("Batch sizes", BATCH_SIZES, default=[1, 8, 64, 256],
                                    key="speedlab-batches")
     device = mid.selectbox("Device", devices(), key="speedlab-device")
+    layout = layout_col.selectbox("Memory layout", list(LAYOUTS), format_func=LAYOUTS.get,
+                                  key="speedlab-layout", help=LAYOUT_HELP)
     seconds = right.select_slider("Time budget (s)", [3.0, 6.0, 12.0], value=6.0,
                                   key="speedlab-seconds",
                                   help="Total timing budget; fewer repeats on a slow machine.")
-    key = f"speedlab:{run.id}:{device}"
+    key = f"speedlab:{run.id}:{device}:{layout}"
     if st.button("Measure the four forms on this machine", type="primary",
                  disabled=not batch_sizes, key="speedlab-measure"):
         with st.spinner("Timing dense, masked, sparse-kernel and physically pruned forms …"):
             try:
-                st.session_state[key] = measure(run, sorted(batch_sizes), device, seconds)
+                st.session_state[key] = measure(run, sorted(batch_sizes), device, seconds, layout)
             except (RuntimeError, ValueError) as exc:  # e.g. out of memory on the chosen device
                 st.error(f"Measuring failed on {device}: {exc}. Try fewer or smaller batch sizes "
                          "or another device.")
@@ -82,8 +96,11 @@ with common.user_errors():
 
     frame = ac.forms_frame(result["rows"])
     first = result["rows"][0]
+    row_layout = first.get("memory_format")
     st.caption(f"Measured on **{first['device']}**, {first['threads']} threads, "
-               f"{first['dtype']}, input {'×'.join(map(str, result['input_shape']))}; "
+               f"{first['dtype']}, input {'×'.join(map(str, result['input_shape']))}, "
+               + (f"**{LAYOUTS[row_layout]}** layout; " if row_layout in LAYOUTS else
+                  "no image layout (flat input); ")
                + ("mask sparsity " + common.fmt_pct(result["mask_sparsity"])
                   if result["has_mask"] else
                   "this run's method changed the architecture itself (no mask): every form is "
@@ -95,10 +112,37 @@ with common.user_errors():
                    "median): something else is using this machine, so the speed-ups below are "
                    "unreliable. Close other work and measure again.")
     table = ac.forms_table(frame)
+    # frame keeps the rows' order, so the layout column lines up with the table
+    table.insert(2, "layout", [r.get("memory_format") or "—" for r in result["rows"]])
     st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 4)
-    common.caption("One row per form and batch size: median and 90th-percentile time per batch, "
-                   "parameters each form needs, FLOPs it executes, and the speed-up over dense that "
-                   "FLOPs promise (theoretical) against the one measured.")
+    common.caption("One row per form and batch size: memory layout, median and 90th-percentile "
+                   "time per batch, parameters each form needs, FLOPs it executes, and the "
+                   "speed-up over dense that FLOPs promise (theoretical) against the one measured.")
+    other_layout = next(name for name in LAYOUTS if name != layout)
+    other = st.session_state.get(f"speedlab:{run.id}:{device}:{other_layout}")
+    if other is not None:  # the same run measured in the other layout too: compare them
+        by_layout = {layout: result["rows"], other_layout: other["rows"]}
+
+        def timed(layout_name: str, batch: int) -> str | None:
+            rows = {r["form"]: r for r in by_layout[layout_name] if r["batch_size"] == batch}
+            if "dense" not in rows or "physical" not in rows:
+                return None
+            return (f"{layout_name}: dense {rows['dense']['median_ms']:.3g} ms → pruned "
+                    f"{rows['physical']['median_ms']:.3g} ms "
+                    f"({rows['physical']['measured_speedup']:.2f}×)")
+
+        lines = []
+        for batch in sorted({r["batch_size"] for r in result["rows"]}):
+            parts = [timed(name, batch) for name in LAYOUTS]
+            if all(parts):
+                promise = next(r["theoretical_speedup"] for r in result["rows"]
+                               if r["form"] == "physical" and r["batch_size"] == batch)
+                lines.append(f"- batch {batch}: " + "; ".join(parts)
+                             + f"; FLOPs promise {promise:.2f}×")
+        if lines:
+            st.markdown("**Physically pruned form in both layouts** (time per batch; each "
+                        "speed-up is over the dense model in the same layout):\n"
+                        + "\n".join(lines))
 
     largest = frame[frame["batch_size"] == frame["batch_size"].max()]
     st.markdown("\n".join(f"- **{row.label}** ({row.measured_speedup:.2f}× measured, "

@@ -121,12 +121,15 @@ class SparseConv2d(nn.Module):
     """A Conv2d (groups=1, zero padding) as im2col then a sparse matmul.
 
     x (B, C_in, H, W) → columns (B, K = C_in·kh·kw, L) → (K, B·L) → sparse product
-    (C_out, B·L) → (B, C_out, H_out, W_out).
+    (C_out, B·L) → (B, C_out, H_out, W_out). ``unfold`` reads either memory layout; with
+    ``channels_last`` the output is returned in that layout, as a dense conv with channels_last
+    weights does, so the layers after it keep running in the layout the caller chose.
     """
 
-    def __init__(self, layer: nn.Conv2d, form: str):
+    def __init__(self, layer: nn.Conv2d, form: str, channels_last: bool = False):
         super().__init__()
         self.form = form
+        self.channels_last = channels_last
         self.out_channels = layer.out_channels
         self.kernel_size, self.stride = layer.kernel_size, layer.stride
         self.padding, self.dilation = layer.padding, layer.dilation
@@ -151,6 +154,8 @@ class SparseConv2d(nn.Module):
             y = y + self.bias.view(1, -1, 1, 1)
         if self.bias_map is not None:
             y = y + self.bias_map
+        if self.channels_last:
+            y = y.contiguous(memory_format=torch.channels_last)
         return y
 
 
@@ -224,14 +229,17 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 def sparsify(model: nn.Module, mask: Mask | None, device: torch.device | str | None,
              input_shape: tuple | None = None, batch_size: int = 64,
              forms: tuple[str, ...] | None = None, repeats: int = 15,
-             max_seconds_per_layer: float = 0.5) -> tuple[nn.Module, dict]:
+             max_seconds_per_layer: float = 0.5,
+             memory_format: str = "channels_first") -> tuple[nn.Module, dict]:
     """A copy of ``model`` (mask applied) with layers swapped to a sparse form where faster.
 
     Each Linear/Conv2d layer is timed on its real input (from one forward pass of a random
     batch of ``batch_size`` and ``input_shape``), dense against each form it can take ("csr" on
     any device, "2:4" on a capable NVIDIA GPU), interleaved; the fastest form is kept when it
     beats dense by at least ``MARGIN``. Without ``input_shape`` it is read from a first Linear
-    layer. Returns (model in eval mode, info) where info has device, batch_size, dtype,
+    layer. ``memory_format`` ("channels_first" or "channels_last") is the layout of the copy's
+    4-D weights and of the image batch its layers are timed on, so each layer is timed on the
+    input it will see. Returns (model in eval mode, info) where info has device, batch_size, dtype,
     semi_structured (available, reason) and one row per layer: name, type, density, chosen,
     times_ms {form: median ms}, reasons {form: why it was not possible}.
     """
@@ -249,6 +257,14 @@ def sparsify(model: nn.Module, mask: Mask | None, device: torch.device | str | N
     forms = forms or (("csr", "2:4") if device.type == "cuda" else ("csr",))
     generator = torch.Generator().manual_seed(0)
     x = torch.randn((batch_size, *input_shape), generator=generator).to(device=device, dtype=dtype)
+    layout = {"channels_first": torch.contiguous_format,
+              "channels_last": torch.channels_last}.get(memory_format)
+    if layout is None:
+        raise ValueError(f"unknown memory format {memory_format!r}; choose channels_first or "
+                         "channels_last")
+    sparse.to(memory_format=layout)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=layout)  # (B, C, H, W) in the chosen layout
     inputs = _capture(sparse, x)
     rows = []
     for name, layer in list(sparse.named_modules()):
@@ -264,8 +280,8 @@ def sparsify(model: nn.Module, mask: Mask | None, device: torch.device | str | N
             if reason is not None:
                 row["reasons"][form] = reason
                 continue
-            cls = SparseLinear if isinstance(layer, nn.Linear) else SparseConv2d
-            candidate = cls(layer, form)
+            candidate = (SparseLinear(layer, form) if isinstance(layer, nn.Linear) else
+                         SparseConv2d(layer, form, channels_last=layout == torch.channels_last))
             reason = _check_outputs(layer, candidate, inputs[name])
             if reason is not None:
                 row["reasons"][form] = reason
@@ -286,7 +302,7 @@ def sparsify(model: nn.Module, mask: Mask | None, device: torch.device | str | N
                 _set_module(sparse, name, candidates[best])
         rows.append(row)
     info = {"device": str(device), "batch_size": batch_size,
-            "dtype": str(dtype).replace("torch.", ""),
+            "dtype": str(dtype).replace("torch.", ""), "memory_format": memory_format,
             "semi_structured": {"available": semi_ok[0], "reason": semi_ok[1]},
             "layers": rows}
     return sparse, info

@@ -13,6 +13,15 @@ One pruned model is run in four forms on the machine at hand, across batch sizes
 Each row pairs the theoretical speed-up (FLOPs ratio) with the measured one and a sentence on
 why they differ. ``csr_crossover`` measures where CSR starts to beat dense on this machine.
 The forms of one batch size are timed interleaved, so a busy machine slows all of them alike.
+
+Memory layout (``memory_format``): PyTorch stores images channels-first (NCHW) by default;
+``"channels_last"`` (NHWC) puts each pixel's channels side by side, the layout oneDNN's CPU
+convolutions and pooling prefer. FLOPs count only multiplications, but BatchNorm, ReLU and
+pooling read and write every activation and do not get cheaper with FLOPs; NCHW max-pooling on
+a CPU is especially slow. So a physically pruned conv net realises much less of its FLOPs
+reduction in NCHW than in channels_last (vgg11, 75 % channels removed, 2 CPU threads: 0.45 vs
+0.85 of the FLOPs ratio; ``python -m pruning bench``). The layout changes neither parameters
+nor FLOPs nor outputs, only time.
 """
 from __future__ import annotations
 
@@ -29,7 +38,28 @@ from pruning.physical import compact_model
 from pruning.sparse import sparsify, to_csr
 
 FORMS = ("dense", "masked", "sparse", "physical")
+# "channels_first" is PyTorch's default NCHW layout (torch.contiguous_format).
+MEMORY_FORMATS = {"channels_first": torch.contiguous_format, "channels_last": torch.channels_last}
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+
+
+def memory_format_of(name: str) -> torch.memory_format:
+    """"channels_first" | "channels_last" → the torch memory format; ValueError otherwise."""
+    try:
+        return MEMORY_FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown memory format {name!r}; choose one of "
+                         f"{', '.join(MEMORY_FORMATS)}") from None
+
+
+def to_memory_format(model: nn.Module, name: str) -> nn.Module:
+    """``model`` with its 4-D weights in layout ``name`` (in place; returned for chaining)."""
+    return model.to(memory_format=memory_format_of(name))
+
+
+def input_in(x: torch.Tensor, name: str) -> torch.Tensor:
+    """A 4-D image batch (B, C, H, W) in layout ``name``; other tensors unchanged."""
+    return x.contiguous(memory_format=memory_format_of(name)) if x.dim() == 4 else x
 
 
 def _random_weight(out_features: int, in_features: int, sparsity: float,
@@ -110,8 +140,30 @@ def _sparse_flops(model: nn.Module, info: dict, input_shape: tuple) -> int:
     return int(round(total))
 
 
+def _explain_physical(flops_ratio: float, measured: float, batch_size: int,
+                       memory_format: str | None, device: torch.device) -> str:
+    """Why the physically pruned model is as fast as it is, in the layout it ran in."""
+    head = (f"whole channels removed: a smaller dense model with {flops_ratio:.2f}x fewer "
+            "FLOPs, run by the same fast dense kernels")
+    if flops_ratio <= 1.0 or measured >= 0.8 * flops_ratio:
+        layout = f" ({memory_format} layout)" if memory_format else ""
+        return f"{head}, so the speed-up is real{layout}."
+    small = " and fixed per-call costs weigh more at small batches" if batch_size <= 8 else ""
+    if memory_format == "channels_first":
+        hint = (" NCHW max-pooling is slow on CPUs; the channels_last layout usually realises "
+                "much more of the FLOPs ratio there." if device.type == "cpu" else
+                " The channels_last layout may realise more of it.")
+        return (f"{head}, but only {measured / flops_ratio:.0%} of the FLOPs ratio is realised: "
+                f"memory-bound ops (BatchNorm, ReLU, pooling) don't shrink with FLOPs{small}."
+                + hint)
+    return (f"{head}; {measured / flops_ratio:.0%} of the FLOPs ratio is realised: the rest "
+            f"is memory-bound work (BatchNorm, ReLU, pooling) that FLOPs do not count{small}.")
+
+
 def _explain(form: str, batch_size: int, info: dict | None, crossover: dict | None,
-             flops_ratio: float, removed: bool) -> str:
+             flops_ratio: float, removed: bool, measured: float = 1.0,
+             memory_format: str | None = None,
+             device: torch.device = torch.device("cpu")) -> str:
     if form == "dense":
         return "the unpruned model: the baseline every speed-up here is measured against."
     if form == "masked":
@@ -121,8 +173,7 @@ def _explain(form: str, batch_size: int, info: dict | None, crossover: dict | No
         if not removed:
             return ("no whole channel is zero, so nothing could be removed: this is the masked "
                     "dense model again (unstructured sparsity needs sparse kernels).")
-        return (f"whole channels removed: a smaller dense model with {flops_ratio:.2f}x fewer "
-                "FLOPs, run by the same fast dense kernels, so the speed-up is real.")
+        return _explain_physical(flops_ratio, measured, batch_size, memory_format, device)
     chosen = [row for row in info["layers"] if row["chosen"] != "dense"]
     if chosen:
         forms = sorted({row["chosen"] for row in chosen})
@@ -137,19 +188,16 @@ def _explain(form: str, batch_size: int, info: dict | None, crossover: dict | No
             f"win at this sparsity.{tail}")
 
 
-def four_forms(model: nn.Module, mask: Mask | None, input_shape: tuple,
-               device: torch.device | str | None, batch_sizes: tuple[int, ...] = (1, 8, 64, 256),
-               dtype: torch.dtype = torch.float32, max_seconds: float = 6.0,
-               crossover: dict | None = None) -> list[dict]:
-    """One row per (form, batch size): form, batch_size, params, flops, median_ms, p90_ms,
-    repeats, device, dtype, threads, theoretical_speedup, measured_speedup, explanation.
+def dense_forms(model: nn.Module, mask: Mask | None, input_shape: tuple,
+                device: torch.device | str | None, dtype: torch.dtype = torch.float32,
+                memory_format: str = "channels_first") -> tuple[dict[str, nn.Module], str | None]:
+    """({"dense", "masked", "physical"}: eval-mode copies on ``device``, reason or None).
 
-    ``params`` counts the parameters each form needs (for masked and sparse: all but the weights
-    the mask removes),
-    ``flops`` the FLOPs each form executes for one sample. ``max_seconds`` bounds the timing
-    (split over batch sizes); ``crossover`` (from ``csr_crossover``) is only used in the
-    explanations and measured quickly when not given and a CPU is used.
+    The physical form is compacted in NCHW and then, like the others, put in
+    ``memory_format`` when the input is an image; when the dependency graph cannot cut a
+    coupling it is the masked model itself and the reason is returned. ``model`` is not changed.
     """
+    memory_format_of(memory_format)  # unknown names fail before anything is built
     device = as_device(device)
     dense = copy.deepcopy(model).eval().to(device=device, dtype=dtype)
     masked = copy.deepcopy(dense)
@@ -160,6 +208,37 @@ def four_forms(model: nn.Module, mask: Mask | None, input_shape: tuple,
         physical, not_removed = compact_model(masked, None, example), None
     except RuntimeError as exc:  # a coupling the dependency graph cannot cut: say so, go on
         physical, not_removed = masked, str(exc)
+    if len(input_shape) == 3:  # an image: 4-D weights in the chosen layout
+        for form_model in {id(m): m for m in (dense, masked, physical)}.values():
+            to_memory_format(form_model, memory_format)
+    return {"dense": dense, "masked": masked, "physical": physical.eval()}, not_removed
+
+
+def four_forms(model: nn.Module, mask: Mask | None, input_shape: tuple,
+               device: torch.device | str | None, batch_sizes: tuple[int, ...] = (1, 8, 64, 256),
+               dtype: torch.dtype = torch.float32, max_seconds: float = 6.0,
+               crossover: dict | None = None,
+               memory_format: str = "channels_first") -> list[dict]:
+    """One row per (form, batch size): form, batch_size, params, flops, median_ms, p90_ms,
+    repeats, device, dtype, threads, memory_format, theoretical_speedup, measured_speedup,
+    explanation.
+
+    ``params`` counts the parameters each form needs (for masked and sparse: all but the weights
+    the mask removes),
+    ``flops`` the FLOPs each form executes for one sample. ``max_seconds`` bounds the timing
+    (split over batch sizes); ``crossover`` (from ``csr_crossover``) is only used in the
+    explanations and measured quickly when not given and a CPU is used.
+
+    ``memory_format`` ("channels_first", PyTorch's default, or "channels_last") is the layout
+    of every form's 4-D weights and of the input when the input is an image
+    (``len(input_shape) == 3``); other inputs have no layout and their rows record None. The
+    sparse form runs in the same layout (its unfolded convs read any layout and hand their
+    output on in the input's). Parameters, FLOPs and outputs do not depend on it, only time.
+    """
+    layout = memory_format if len(input_shape) == 3 else None
+    device = as_device(device)
+    built, not_removed = dense_forms(model, mask, input_shape, device, dtype, memory_format)
+    dense, masked, physical = built["dense"], built["masked"], built["physical"]
     if crossover is None and device.type == "cpu":
         crossover = csr_crossover(512, 512, batch_size=64, sparsities=(0.8, 0.9, 0.95, 0.99),
                                   device=device, max_seconds=0.6)
@@ -180,10 +259,13 @@ def four_forms(model: nn.Module, mask: Mask | None, input_shape: tuple,
     for batch_size in batch_sizes:
         sparse, info = sparsify(masked, None, device, input_shape=input_shape,
                                 batch_size=batch_size, repeats=8,
-                                max_seconds_per_layer=budget / 8)
+                                max_seconds_per_layer=budget / 8,
+                                memory_format=layout or "channels_first")
         flops["sparse"] = _sparse_flops(masked, info, input_shape)
         x = torch.randn((batch_size, *input_shape), generator=generator).to(device=device,
                                                                              dtype=dtype)
+        if layout is not None:
+            x = input_in(x, layout)  # (B, C, H, W), strides of the chosen layout
         models = {"dense": dense, "masked": masked, "sparse": sparse, "physical": physical}
         with torch.inference_mode():
             times = time_interleaved({form: (lambda m=m: m(x)) for form, m in models.items()},
@@ -191,17 +273,19 @@ def four_forms(model: nn.Module, mask: Mask | None, input_shape: tuple,
         stats = {form: summarise(t) for form, t in times.items()}
         for form in FORMS:
             flops_ratio = dense_flops / max(flops[form], 1)
+            measured = stats["dense"]["median_ms"] / stats[form]["median_ms"]
             rows.append({
                 "form": form, "batch_size": batch_size, "params": int(counts[form]),
                 "flops": int(flops[form]), "median_ms": stats[form]["median_ms"],
                 "p90_ms": stats[form]["p90_ms"], "repeats": len(times[form]),
                 "device": device_name(device), "dtype": str(dtype).replace("torch.", ""),
-                "threads": torch.get_num_threads(),
+                "threads": torch.get_num_threads(), "memory_format": layout,
                 "theoretical_speedup": flops_ratio,
-                "measured_speedup": stats["dense"]["median_ms"] / stats[form]["median_ms"],
+                "measured_speedup": measured,
                 "explanation": (f"physical removal was not possible: {not_removed}"
                                 if form == "physical" and not_removed else
                                 _explain(form, batch_size, info if form == "sparse" else None,
-                                         crossover, flops_ratio, removed)),
+                                         crossover, flops_ratio, removed, measured, layout,
+                                         device)),
             })
     return rows

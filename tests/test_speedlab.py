@@ -5,11 +5,13 @@ from torch import nn
 
 from pruning.masks import Mask, prunable_layers
 from pruning.metrics.flops import count_flops
-from pruning.speedlab import FORMS, _interpolated_crossover, csr_crossover, four_forms
+from pruning.sparse import SparseConv2d, SparseLinear, _set_module, sparsify
+from pruning.speedlab import (FORMS, _explain_physical, _interpolated_crossover, csr_crossover,
+                              dense_forms, four_forms)
 
 
-def net():
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+def net(channels=1):
+    return nn.Sequential(nn.Conv2d(channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                          nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
                          nn.Conv2d(16, 16, 3, padding=1, stride=2), nn.BatchNorm2d(16), nn.ReLU(),
                          nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
@@ -36,7 +38,8 @@ def test_four_forms_rows_are_complete_and_consistent():
                       crossover={"crossover": 0.9})
     assert len(rows) == 8
     keys = {"form", "batch_size", "params", "flops", "median_ms", "p90_ms", "repeats", "device",
-            "dtype", "threads", "theoretical_speedup", "measured_speedup", "explanation"}
+            "dtype", "threads", "memory_format", "theoretical_speedup", "measured_speedup",
+            "explanation"}
     total = sum(p.numel() for p in model.parameters())
     dense_flops = count_flops(model, (1, 8, 8))
     for batch_size in (1, 4):
@@ -46,6 +49,7 @@ def test_four_forms_rows_are_complete_and_consistent():
             assert set(row) == keys
             assert row["median_ms"] > 0 and row["p90_ms"] >= row["median_ms"]
             assert row["device"] == "cpu" and row["dtype"] == "float32"
+            assert row["memory_format"] == "channels_first"  # PyTorch's default layout
             assert row["explanation"].endswith(".")
         assert forms["dense"]["params"] == total
         # half the filters of the two middle convs: 8 of (8 -> 16) and 8 of (16 -> 16)
@@ -111,3 +115,101 @@ def test_benchmark_masks_and_paired_ratio():
         assert bool((per_filter.all(dim=1) | ~per_filter.any(dim=1)).all())  # whole filters
         assert int(per_filter.all(dim=1).sum()) == keep.shape[0] // 2
     assert paired_ratio({"a": [2.0, 3.0, 10.0], "b": [1.0, 3.0, 2.0]}, "a", "b") == 2.0
+
+
+def test_channels_last_changes_only_the_layout_not_params_or_flops():
+    torch.manual_seed(0)
+    model = net().eval()
+    mask = channel_mask(model)
+    common = dict(batch_sizes=(2,), max_seconds=0.3, crossover={"crossover": 0.9})
+    first = four_forms(model, mask, (1, 8, 8), "cpu", **common)
+    last = four_forms(model, mask, (1, 8, 8), "cpu", memory_format="channels_last", **common)
+    assert [r["memory_format"] for r in last] == ["channels_last"] * len(FORMS)
+    assert [r["memory_format"] for r in first] == ["channels_first"] * len(FORMS)
+    for a, b in zip(first, last):
+        assert (a["form"], a["batch_size"]) == (b["form"], b["batch_size"])
+        assert a["params"] == b["params"]
+        if a["form"] == "sparse":  # its FLOPs follow which layers measured faster as CSR
+            assert b["flops"] <= first[0]["flops"]
+            continue
+        assert a["flops"] == b["flops"]
+        assert a["theoretical_speedup"] == b["theoretical_speedup"]
+    # the caller's model is left in PyTorch's default layout
+    assert model[3].weight.is_contiguous()
+    with pytest.raises(ValueError, match="memory format"):
+        four_forms(model, mask, (1, 8, 8), "cpu", memory_format="nhwc", **common)
+
+
+def test_flat_input_has_no_layout():
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4), nn.ReLU(),
+                          nn.Linear(4, 2)).eval()
+    rows = four_forms(model, None, (16,), "cpu", batch_sizes=(2,), max_seconds=0.2,
+                      crossover={"crossover": 0.9}, memory_format="channels_last")
+    assert [r["memory_format"] for r in rows] == [None] * len(FORMS)
+
+
+def test_every_form_gives_the_nchw_outputs_in_channels_last():
+    torch.manual_seed(0)
+    model = net(channels=3).eval()  # 3 channels: a 1-channel batch is contiguous in both layouts
+    mask = channel_mask(model)
+    x = torch.randn(3, 3, 8, 8)
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    assert not x_last.is_contiguous()
+    nchw, _ = dense_forms(model, mask, (3, 8, 8), "cpu")
+    nhwc, not_removed = dense_forms(model, mask, (3, 8, 8), "cpu", memory_format="channels_last")
+    assert not_removed is None
+    assert nhwc["physical"][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not nhwc["physical"][0].weight.is_contiguous()
+    with torch.inference_mode():
+        for form in ("dense", "masked", "physical"):
+            torch.testing.assert_close(nhwc[form](x_last), nchw[form](x), atol=1e-5, rtol=1e-5)
+        # the sparse form with every layer swapped to CSR (as if each had measured faster)
+        sparse = nhwc["masked"]
+        for name, layer in list(sparse.named_modules()):
+            if isinstance(layer, nn.Conv2d):
+                _set_module(sparse, name, SparseConv2d(layer, "csr", channels_last=True))
+            elif isinstance(layer, nn.Linear):
+                _set_module(sparse, name, SparseLinear(layer, "csr"))
+        out = sparse[0](x_last)
+        assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+        torch.testing.assert_close(sparse(x_last), nchw["masked"](x), atol=1e-5, rtol=1e-5)
+        # and sparsify itself, whatever it chose, in channels_last
+        chosen, info = sparsify(nchw["masked"], None, "cpu", input_shape=(3, 8, 8),
+                                batch_size=3, repeats=2, max_seconds_per_layer=0.02,
+                                memory_format="channels_last")
+        assert info["memory_format"] == "channels_last"
+        torch.testing.assert_close(chosen(x_last), nchw["masked"](x), atol=1e-5, rtol=1e-5)
+
+
+def test_physical_explanation_names_the_layout_when_flops_are_not_realised():
+    cpu = torch.device("cpu")
+    nchw = _explain_physical(4.0, 1.8, 64, "channels_first", cpu)
+    assert "memory-bound" in nchw and "pooling" in nchw and "channels_last" in nchw
+    assert "45%" in nchw
+    nhwc = _explain_physical(4.0, 1.8, 64, "channels_last", cpu)
+    assert "memory-bound" in nhwc and "NCHW" not in nhwc
+    assert "speed-up is real (channels_last layout)" in _explain_physical(
+        4.0, 3.6, 64, "channels_last", cpu)
+
+
+def test_bench_channel_figures_report_both_layouts():
+    from pruning.bench import channel_figures
+    result = channel_figures(torch.device("cpu"), repeats=1, max_seconds=0.1, batch_size=2,
+                             model_name="vgg11", width=0.125)
+    assert result["channel_memory_format"] == "channels_last"
+    assert set(result["channel_speedup_vs_flops"]) == {"0.5", "0.75"}
+    assert set(result["channel_speedup_vs_flops_channels_first"]) == {"0.5", "0.75"}
+    details = result["details"]
+    assert details["headline_memory_format"] == "channels_last"
+    assert "pooling" in details["why_layouts_differ"]
+    for layout in ("channels_last", "channels_first"):
+        for fraction in ("0.5", "0.75"):
+            d = details[layout][fraction]
+            assert d["params_pruned"] < d["params_dense"]
+            assert d["measured_speedup"] / d["flops_ratio"] == pytest.approx(
+                details[layout]["ratio"][fraction])
+    assert result["channel_speedup_vs_flops"] == details["channels_last"]["ratio"]
+    # the layout changes neither the models nor their FLOPs
+    for fraction in ("0.5", "0.75"):
+        a, b = details["channels_last"][fraction], details["channels_first"][fraction]
+        assert a["flops_ratio"] == b["flops_ratio"] and a["params_pruned"] == b["params_pruned"]
