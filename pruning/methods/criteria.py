@@ -50,8 +50,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruning.masks import Mask, prunable_parameters
-from pruning.methods.granularity import (GRANULARITIES, SCOPES, common_dtype, finite_scores,
-                                          lowest_entries, nm_room, prune_count, sanitize,
+from pruning.methods.granularity import (GRANULARITIES, SCOPES, common_dtype, lowest_entries,
+                                          nm_room, prune_count, sanitize,
                                           select as select_mask)
 from pruning.registry import Registry
 
@@ -451,41 +451,35 @@ class Pruner:
         state = self._live
         if state is None or state.mask is not mask or state.model is not model:
             params, mask = self._check(model, mask)
-            state = _LiveWeights.of(model, params, mask)
+            state = self._live = _LiveWeights(model, params, mask)
         total = state.flat.numel()
         n_drop = state.kept - (total - prune_count(total, target))
-        self._live = state
         if n_drop <= 0:  # already there; a mask never grows back
             return state.mask
         request = ScoreRequest(model, state.params, state.alive(), target, batch,
                                self.criterion_config, self.seed, self.select)
         with torch.no_grad():
             scores = self.criterion.score(request)
-        dtype = common_dtype(scores)
-        flat = torch.cat([scores[name].reshape(-1).to(dtype) for name in state.params])
-        # +inf where pruned: never among the lowest while a live weight remains
-        ranked = finite_scores(flat, dtype) + state.pruned_inf.to(dtype)
-        self._live = state.without(lowest_entries(ranked, n_drop).cpu())
-        return self._live.mask
+        state.prune(lowest_entries(state.ranked(scores), n_drop))
+        return state.mask
 
 
-@dataclass(frozen=True)
 class _LiveWeights:
-    """A mask as one flat vector over the prunable weights (layer order, row-major), with +inf
-    where it prunes, on the weights' device, for ``Pruner._prune_live``."""
-    model: nn.Module
-    params: dict[str, nn.Parameter]
-    mask: Mask
-    flat: torch.Tensor        # (n,) bool, CPU: the mask's entries
-    pruned_inf: torch.Tensor  # (n,) float32, weights' device: +inf where pruned, 0 where kept
-    kept: int
+    """The last mask of ``Pruner._prune_live`` as one flat vector over the prunable weights
+    (layer order, row-major), with +inf where it prunes, on the weights' device.
 
-    @classmethod
-    def of(cls, model, params, mask) -> "_LiveWeights":
-        flat = torch.cat([mask[name].reshape(-1) for name in params])
+    Owned by one Pruner and updated in place at each step (the hot loop of per-step pruning
+    then allocates little and sweeps less memory between training steps).
+    """
+
+    def __init__(self, model: nn.Module, params: dict[str, nn.Parameter], mask: Mask):
+        self.model, self.params, self.mask = model, params, mask
+        self.flat = torch.cat([mask[name].reshape(-1) for name in params])  # (n,) bool, CPU
         device = next(iter(params.values())).device
-        kept = flat.to(device=device, dtype=torch.float32)
-        return cls(model, params, mask, flat, (1.0 - kept) / kept, int(flat.sum()))
+        kept = self.flat.to(device=device, dtype=torch.float32)
+        self.pruned_inf = (1.0 - kept) / kept   # (n,) +inf where pruned, 0 where kept
+        self.kept = int(self.flat.sum())
+        self._ranked: torch.Tensor | None = None  # reused buffer of ``ranked``
 
     def alive(self) -> Mapping[str, torch.Tensor]:
         """The mask per layer on the weights' device, built only if the criterion reads it
@@ -493,22 +487,32 @@ class _LiveWeights:
         return _OnFirstUse(self._alive_tensors)
 
     def _alive_tensors(self) -> dict[str, torch.Tensor]:
-        device = self.pruned_inf.device
         pieces = self.flat.split([p.numel() for p in self.params.values()])
-        return {name: piece.view(p.shape).to(device)
+        return {name: piece.view(p.shape).to(self.pruned_inf.device)
                 for (name, p), piece in zip(self.params.items(), pieces)}
 
-    def without(self, removed: torch.Tensor) -> "_LiveWeights":
-        """This mask with the flat positions ``removed`` (live ones, on the CPU) pruned too."""
-        flat = self.flat.clone()
-        flat[removed] = False
-        pruned_inf = self.pruned_inf.clone()
-        pruned_inf[removed.to(pruned_inf.device)] = float("inf")
-        pieces = flat.split([p.numel() for p in self.params.values()])
-        mask = Mask({name: piece.view(p.shape) for (name, p), piece in
-                     zip(self.params.items(), pieces)})
-        return _LiveWeights(self.model, self.params, mask, flat, pruned_inf,
-                            self.kept - removed.numel())
+    def ranked(self, scores: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(n,) the scores made finite as in ``sanitize``, +inf where already pruned (never
+        among the lowest while a live weight remains). Valid until the next call."""
+        dtype = common_dtype(scores)
+        pieces = [scores[name].detach().reshape(-1).to(dtype) for name in self.params]
+        if self._ranked is None or self._ranked.dtype != dtype:
+            self._ranked = torch.empty(self.flat.numel(), dtype=dtype,
+                                       device=self.pruned_inf.device)
+        torch.cat(pieces, out=self._ranked)
+        info = torch.finfo(dtype)
+        self._ranked.nan_to_num_(nan=info.min, posinf=info.max, neginf=info.min)
+        return self._ranked.add_(self.pruned_inf)
+
+    def prune(self, removed: torch.Tensor) -> None:
+        """Prune the flat positions ``removed`` (live ones) too; ``mask`` becomes the result."""
+        self.pruned_inf[removed] = float("inf")
+        removed = removed.cpu()
+        self.flat[removed] = False
+        self.kept -= removed.numel()
+        pieces = self.flat.split([p.numel() for p in self.params.values()])
+        self.mask = Mask({name: piece.view(p.shape)
+                          for (name, p), piece in zip(self.params.items(), pieces)})
 
 
 class _OnFirstUse(Mapping):
