@@ -143,6 +143,11 @@ def summary_table(run: Run) -> str:
     if "latency_device" in s:
         lines.append(f"  {'latency measured on':<26} {s['latency_device']}, batch "
                      f"{s.get('latency_batch_size')}, {s.get('latency_threads')} threads")
+    from pruning.session import time_breakdown_text
+
+    where_time_went = time_breakdown_text(s)
+    if where_time_went:
+        lines.append(f"  {'time':<26} {where_time_went}")
     if run.error and run.status == "failed":
         lines.append("  error: " + run.error.splitlines()[0])
     return "\n".join(lines)

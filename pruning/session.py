@@ -113,6 +113,7 @@ def run_session(config: RunConfig, store: RunStore,
     from pruning import methods, models
     from pruning.metrics.flops import count_flops
 
+    session_started = time.perf_counter()
     bundle, device = prepare(config, download=download)
     method = methods.build_method(config)
     torch.manual_seed(config.seed)
@@ -123,7 +124,7 @@ def run_session(config: RunConfig, store: RunStore,
     torch.set_num_threads(choose_threads(config, device, flops_dense))
     try:
         return _run(config, store, method, model, bundle, device, input_shape, flops_dense,
-                    on_event, should_stop, name, measure_latency)
+                    on_event, should_stop, name, measure_latency, session_started)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -143,7 +144,7 @@ def choose_threads(config: RunConfig, device: torch.device, flops_per_example: i
 
 
 def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
-         on_event, should_stop, name, measure_latency) -> Run:
+         on_event, should_stop, name, measure_latency, session_started) -> Run:
     from pruning.metrics.flops import count_flops, masked_flops
     from pruning.metrics.latency import compare_latency
     from pruning.metrics.sparsity import param_counts, sparsity_report
@@ -151,8 +152,9 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
 
     run_id = store.create_run(config, environment(device), name=name)
     recorder = StoreRecorder(store, run_id)
-    started = time.perf_counter()
+    started = session_started  # duration_s covers the whole call, setup included
     summary: dict[str, Any] = {}
+    timings: dict[str, float] = {}  # filled by fit (see RunContext.timings) and below
     try:
         dense_model = copy.deepcopy(model)
         dense_counts = param_counts(dense_model, None)
@@ -161,8 +163,12 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
                          device=device, recorder=recorder, on_event=on_event,
                          should_stop=should_stop, total_epochs=config.epochs,
                          snapshot_steps=snapshot_steps(config.epochs * steps_per_epoch,
-                                                       config.snapshots))
+                                                       config.snapshots), timings=timings)
+        training_started = ctx.add_time("setup", session_started)
         result = method.run(model, ctx)
+        final_started = time.perf_counter()
+        timings["training"] = final_started - training_started - sum(
+            timings.get(part, 0.0) for part in ("method", "evaluation", "recording"))
         model, mask = result.model.to(device), result.mask
         if should_stop is not None and should_stop():
             raise RunStopped()
@@ -213,18 +219,47 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
                            latency_dtype=final_latency["dtype"],
                            latency_threads=final_latency["threads"])
         store.save_model(run_id, model, whole_module=method.changes_architecture)
+        timings["final_measurement"] = time.perf_counter() - final_started
         summary["duration_s"] = time.perf_counter() - started
+        summary["time_breakdown_s"] = _rounded(timings)
         store.finish_run(run_id, "done", summary)
     except (RunStopped, KeyboardInterrupt):
-        store.finish_run(run_id, "stopped", _partial(summary, recorder, started),
+        store.finish_run(run_id, "stopped", _partial(summary, recorder, started, timings),
                          error="stopped by the user")
     except Exception as exc:  # a failed run is recorded with what it had, never lost
-        store.finish_run(run_id, "failed", _partial(summary, recorder, started),
+        store.finish_run(run_id, "failed", _partial(summary, recorder, started, timings),
                          error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
     return store.get_run(run_id)
 
 
-def _partial(summary: dict[str, Any], recorder: StoreRecorder, started: float) -> dict[str, Any]:
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    """Where a run's time went, in seconds (ms precision), in the order of a run's parts."""
+    order = ("setup", "training", "method", "evaluation", "recording", "final_measurement")
+    return {part: round(timings[part], 3) for part in order if part in timings}
+
+
+TIME_PARTS = {
+    "setup": "setup (data, model, store entry)",
+    "training": "training steps",
+    "method": "method work after each step (re-pruning, mask re-application, attentions, ADMM)",
+    "evaluation": "evaluation after each epoch",
+    "recording": "recording (epoch rows, mask snapshots)",
+    "final_measurement": "final evaluation, FLOPs, compaction, latency and saving",
+}
+
+
+def time_breakdown_text(summary: dict[str, Any]) -> str | None:
+    """One line: where a run's time went, e.g. "training steps 2.71 s (78 %) · ...", or None."""
+    breakdown = summary.get("time_breakdown_s")
+    if not breakdown:
+        return None
+    total = sum(breakdown.values()) or 1.0
+    return " · ".join(f"{TIME_PARTS.get(part, part)} {seconds:.2f} s ({seconds / total:.0%})"
+                      for part, seconds in breakdown.items())
+
+
+def _partial(summary: dict[str, Any], recorder: StoreRecorder, started: float,
+             timings: dict[str, float]) -> dict[str, Any]:
     """What a stopped or failed run had: the last epoch's metrics and the time it ran."""
     last = recorder.last_epoch
     partial = dict(summary)
@@ -233,4 +268,6 @@ def _partial(summary: dict[str, Any], recorder: StoreRecorder, started: float) -
             partial[key] = last[key]
     partial["epochs_done"] = last.get("epoch", 0)
     partial["duration_s"] = time.perf_counter() - started
+    if timings:
+        partial["time_breakdown_s"] = _rounded(timings)
     return partial

@@ -79,6 +79,15 @@ class RunContext:
     steps_done: int = 0
     total_epochs: int = 0  # planned epochs over all phases, for progress; set by the method
     snapshot_steps: set[int] = field(default_factory=set)
+    # Seconds spent per part of the run ("evaluation", "method", "recording", ...), summed over
+    # phases: the run's summary shows where its time went.
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, part: str, since: float) -> float:
+        """Add the time from ``since`` (a perf_counter value) to ``part``; returns now."""
+        now = time.perf_counter()
+        self.timings[part] = self.timings.get(part, 0.0) + now - since
+        return now
 
     def emit(self, phase: str, step: int, total: int, **metrics: Any) -> None:
         if self.on_event is not None:
@@ -201,7 +210,9 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
             optimizer.step()
             step += 1
             ctx.steps_done += 1
+            method_started = time.perf_counter()
             hooks.after_step(model, step, step / total_steps, (x, y))
+            ctx.add_time("method", method_started)
             # Accumulate on the device; one sync per epoch instead of one per step.
             loss_sum += task_loss.detach() * y.numel()
             correct_sum += (logits.detach().argmax(1) == y).sum()
@@ -209,8 +220,10 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
             if ctx.steps_done in ctx.snapshot_steps:
                 mask = hooks.mask()
                 if mask is not None:
+                    recording_started = time.perf_counter()
                     ctx.recorder.snapshot(ctx.steps_done, ctx.epochs_done + step / steps_per_epoch
                                           - epoch, mask)
+                    ctx.add_time("recording", recording_started)
             if step % events_every == 0:
                 target = hooks.target_sparsity()
                 ctx.emit(phase, ctx.epochs_done * steps_per_epoch + (step - epoch * steps_per_epoch),
@@ -219,7 +232,9 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
                          loss=float(task_loss.detach()), target_sparsity=target, epoch=ctx.epochs_done + 1)
         train_loss = float(loss_sum) / max(seen, 1)
         train_acc = float(correct_sum) / max(seen, 1)
+        evaluation_started = time.perf_counter()
         test_loss, test_acc = evaluate(model, data, device)
+        recording_started = ctx.add_time("evaluation", evaluation_started)
         ctx.epochs_done += 1
         mask = hooks.mask()
         row: dict[str, Any] = {
@@ -234,6 +249,7 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
         }
         row.update(hooks.epoch_metrics(model))
         ctx.recorder.epoch(row)
+        ctx.add_time("recording", recording_started)
         last = row
         ctx.emit(phase, ctx.epochs_done * steps_per_epoch,
                  max(ctx.total_epochs, ctx.epochs_done) * steps_per_epoch,

@@ -56,6 +56,9 @@ def test_stop_is_recorded_with_history(tmp_path):
     assert run.summary["epochs_done"] == 1
     assert len(store.epochs(run.id)) == 1
     assert "test_acc" in run.summary
+    # what it spent until the stop: setup and one epoch's parts, no final measurement
+    assert {"setup", "method", "evaluation"} <= set(run.summary["time_breakdown_s"])
+    assert "final_measurement" not in run.summary["time_breakdown_s"]
 
 
 def test_failure_is_recorded_not_lost(tmp_path, monkeypatch):
@@ -107,3 +110,17 @@ def test_thread_choice_and_restore(tmp_path):
     run = run_session(TINY.replace(threads=2), RunStore(tmp_path), measure_latency=False)
     assert run.environment["threads"] == 2
     assert torch.get_num_threads() == before  # the process's setting is given back
+
+
+def test_summary_says_where_the_time_went(tmp_path):
+    from pruning.session import TIME_PARTS, time_breakdown_text
+
+    run = run_session(TINY, RunStore(tmp_path), measure_latency=False)
+    breakdown = run.summary["time_breakdown_s"]
+    assert list(breakdown) == list(TIME_PARTS)  # every part, in a run's order
+    assert all(seconds >= 0 for seconds in breakdown.values())
+    # the parts cover the whole call, apart from creating the store entry and rounding
+    assert sum(breakdown.values()) == pytest.approx(run.summary["duration_s"], rel=0.05, abs=0.05)
+    assert breakdown["method"] > 0 and breakdown["evaluation"] > 0  # pruning ran, epochs were evaluated
+    text = time_breakdown_text(run.summary)
+    assert text.startswith("setup") and "evaluation after each epoch" in text

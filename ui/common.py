@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pruning.config import ConfigError, RunConfig
+from pruning.session import time_breakdown_text
 from pruning.store import Run, RunStore
 from ui import jobs, state
 
@@ -272,6 +273,9 @@ def run_report(run: Run, *, key: str, store_: RunStore | None = None,
                    help=f"dense: {fmt_mflops(s.get('flops_dense'))} per image")
     cols[3].metric("FLOPs after removal", fmt_mflops(s.get("flops_compact")))
     cols[4].metric("Latency, dense model", fmt_ms(s.get("latency_dense_ms")), help=where)
+    where_time_went = time_breakdown_text(s)
+    if where_time_went:
+        caption(f"Where the time went: {where_time_went}.")
     rows = store_.epochs(run.id)
     if curves and rows:
         st.plotly_chart(charts.training_curves(pd.DataFrame(rows)), key=f"{key}-curves")
