@@ -183,25 +183,29 @@ def session_overhead_ratio(device: torch.device, repeats: int = 2,
     probe = build_model(config, bundle.in_channels, bundle.num_classes, bundle.image_size)
     threads = choose_threads(config, device, count_flops(
         probe, (bundle.in_channels, bundle.image_size, bundle.image_size)))
-    session_s, plain_s = [], []
+    session_s, plain_s, session_cpu, plain_cpu = [], [], [], []
+    breakdowns: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as home:
         store = RunStore(Path(home))
 
         def session():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             run = run_session(config, store)
             session_s.append(time.perf_counter() - started)
+            session_cpu.append(time.process_time() - cpu_started)
             if run.status != "done":
                 raise RuntimeError(f"benchmark session ended {run.status}: {run.error}")
+            breakdowns.append(run.summary.get("time_breakdown_s", {}))
 
         def plain():
             # Same CPU threads as the session picks for this model, so only overhead differs.
             previous = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 _plain_training(config, bundle, device)
                 plain_s.append(time.perf_counter() - started)
+                plain_cpu.append(time.process_time() - cpu_started)
             finally:
                 torch.set_num_threads(previous)
 
@@ -209,10 +213,23 @@ def session_overhead_ratio(device: torch.device, repeats: int = 2,
             for fn in ((session, plain) if i % 2 == 0 else (plain, session)):
                 fn()
     ratios = [s / p for s, p in zip(session_s, plain_s)]
+    # Where the session's extra time goes, as fractions of the plain loop: the median over the
+    # sessions of each part of the run's own time_breakdown_s.
+    plain_median = statistics.median(plain_s)
+    parts = {part: statistics.median(b.get(part, 0.0) for b in breakdowns) / plain_median
+             for part in breakdowns[0] if part != "training"}
     return {"ratio": float(statistics.median(ratios)),
-            "session_s": statistics.median(session_s), "plain_s": statistics.median(plain_s),
+            "ratio_of_fastest": min(session_s) / min(plain_s),
+            "cpu_time_ratio": statistics.median(s / p for s, p in zip(session_cpu, plain_cpu)),
+            "session_s": statistics.median(session_s), "plain_s": plain_median,
+            "overhead_parts_vs_plain": parts,
             "repeats": repeats, "threads": threads, "model": config.model, "dataset": config.dataset,
-            "epochs": config.epochs, "method": config.method, "schedule": config.schedule}
+            "epochs": config.epochs, "method": config.method, "schedule": config.schedule,
+            "note": "ratio: median of back-to-back (session, plain) pairs; ratio_of_fastest: "
+                    "fastest session / fastest plain loop (noise from other work only adds "
+                    "time); cpu_time_ratio: the same with this process's CPU time. "
+                    "overhead_parts_vs_plain: each non-training part of the session's own "
+                    "time_breakdown_s over the plain loop's time."}
 
 
 def channel_speedup_vs_flops(device: torch.device, fractions=(0.5, 0.75), batch_size: int = 64,
@@ -324,7 +341,7 @@ def ssc_vs_masked_ratio(device: torch.device) -> dict[str, Any]:
 def _figures(device: torch.device, quick: bool) -> dict[str, Any]:
     scale = 0.2 if quick else 1.0
     step = masked_step_ratio(device, repeats=int(200 * scale), max_seconds=20.0 * scale)
-    session = session_overhead_ratio(device, repeats=1 if quick else 2)
+    session = session_overhead_ratio(device, repeats=1 if quick else 4)
     channel = channel_figures(device, repeats=max(5, int(20 * scale)),
                               max_seconds=40.0 * scale)
     figures: dict[str, Any] = {

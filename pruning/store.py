@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -216,25 +217,42 @@ class RunStore:
         self.home = Path(home) if home is not None else home_dir()
         self.db_path = self.home / "runs.db"
         self._schema_ready = False  # per instance: the schema script runs once, not per write
+        # One connection per thread, kept open: sqlite3 connections may not cross threads, and
+        # in WAL mode closing the last connection checkpoints and deletes the WAL file, which
+        # made every history row and snapshot of a run cost milliseconds.
+        self._local = threading.local()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        if not self.db_path.exists():
-            self.home.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
-        try:
-            if not self._schema_ready:
-                db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
-                db.executescript(SCHEMA)
-                self._migrate(db)
-                self._schema_ready = True
-            db.execute("PRAGMA busy_timeout=30000")
-            # WAL + NORMAL: durable at checkpoints, no fsync per small history row.
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            yield db
-        finally:
+        db = getattr(self._local, "db", None)
+        if db is not None and not self.db_path.exists():  # the store was deleted under us
             db.close()
+            db = None
+        if db is None:
+            self.home.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+            try:
+                if not self._schema_ready:
+                    db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
+                    db.executescript(SCHEMA)
+                    self._migrate(db)
+                    self._schema_ready = True
+                db.execute("PRAGMA busy_timeout=30000")
+                # WAL + NORMAL: durable at checkpoints, no fsync per small history row.
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA foreign_keys=ON")
+            except BaseException:
+                db.close()
+                raise
+            self._local.db = db
+        yield db
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread's store is dropped)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
