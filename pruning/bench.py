@@ -8,7 +8,10 @@ summarised by medians, so a busy machine slows both sides alike and the ratio st
   small_cnn on digits, batch 64;
 - ``session_overhead_ratio``: the default session (``run_session``: pruning, per-epoch
   evaluation, store writes, final FLOPs/latency/compaction) over a minimal dense training loop of
-  the same epochs on the same data;
+  the same epochs on the same data, as the median of back-to-back pairs; ``details.session``
+  adds the fastest-pair and CPU-time ratios (seconds-long runs on a shared machine move by
+  ±10 %) and each part of the sessions' own ``time_breakdown_s`` as a fraction of the plain
+  loop, i.e. where the overhead goes;
 - ``channel_speedup_vs_flops``: measured CPU speed-up of the physically pruned model over its
   FLOPs reduction, for uniform channel pruning of 50 % and 75 % (1.0 = the speed-up the FLOPs
   promise is fully realised), with both models and the input in the ``channels_last`` (NHWC)
