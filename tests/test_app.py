@@ -273,6 +273,14 @@ def test_runs_page_history_shows_removed_fraction_for_runs_without_mask(empty_ho
     assert heading == "sparsity (mask, or parameters removed)"
 
 
+def test_runs_page_report_says_where_the_time_went(full_home):
+    at = app("pages/8_Runs.py")
+    no_exception(at)
+    where = [c.value for c in at.caption if c.value.startswith("Where the time went")]
+    assert where, [c.value for c in at.caption]
+    assert "training steps" in where[0] and "evaluation after each epoch" in where[0]
+
+
 def test_runs_page_deletes_a_run(own_copy):
     store = RunStore(own_copy)
     victim = store.list_runs()[0]
