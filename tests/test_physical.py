@@ -167,3 +167,43 @@ def test_residual_channel_stays_unless_every_coupled_producer_is_zero():
     compact = compact_model(model, mask, torch.zeros(1, 3, 8, 8))
     assert n_params(compact) == n_params(model)
     assert_same_outputs(compact, masked_copy(model, mask), torch.randn(3, 3, 8, 8))
+
+
+class ConcatNet(nn.Module):
+    """Two branches concatenated along channels (Inception/DenseNet-style coupling): the conv
+    after the concatenation sees branch_a's channels first, then branch_b's."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.branch_a = nn.Sequential(nn.Conv2d(8, 6, 1), nn.BatchNorm2d(6), nn.ReLU())
+        self.branch_b = nn.Sequential(nn.Conv2d(8, 10, 3, padding=1), nn.BatchNorm2d(10),
+                                      nn.ReLU())
+        self.merge = nn.Sequential(nn.Conv2d(16, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU())
+        self.head = nn.Linear(12, 4)
+
+    def forward(self, x):                                          # (B, 3, H, W)
+        x = self.stem(x)                                           # (B, 8, H, W)
+        x = torch.cat([self.branch_a(x), self.branch_b(x)], 1)     # (B, 6 + 10, H, W)
+        x = self.merge(x).mean(dim=(2, 3))                         # (B, 12)
+        return self.head(x)                                        # (B, 4)
+
+
+def test_concatenated_branches_lose_their_own_channels_at_the_right_offsets():
+    torch.manual_seed(0)
+    model = trained_like_batchnorm(ConcatNet()).eval()
+    ones = Mask.ones_like(model)
+    masks = dict(ones.items())
+    for name, dropped in (("branch_a.0.weight", [1, 4]), ("branch_b.0.weight", [0, 3, 9])):
+        keep = masks[name].clone()
+        keep[dropped] = False
+        masks[name] = keep
+    mask = Mask(masks)
+    compact = compact_model(model, mask, torch.zeros(1, 3, 6, 6))
+
+    assert compact.branch_a[0].out_channels == 4 and compact.branch_b[0].out_channels == 7
+    # the merge conv lost exactly the input channels fed by the removed filters: 1, 4 of
+    # branch_a and 6 + (0, 3, 9) of branch_b
+    assert compact.merge[0].in_channels == 11
+    assert_same_outputs(compact, masked_copy(model, mask), torch.randn(4, 3, 6, 6))
+    assert n_params(compact) < n_params(model)
