@@ -46,16 +46,13 @@ with common.user_errors():
     overlap = "".join(
         f" The lines of {', '.join(ac.short_name(n) for n in group)} lie on top of each other."
         for group in ac.overlapping_layers(frame, "attention"))
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(ac.aswl_lines_figure(frame, "attention"), key="aswl-attention")
-        common.caption("Each layer's attention a_l over training (starts at 0.5): a layer the "
-                       "loss needs drifts up and is pruned less." + overlap)
-    with right:
-        st.plotly_chart(ac.aswl_lines_figure(frame, "ratio"), key="aswl-ratio")
-        common.caption("Each layer's pruning ratio p_l = (1 − a_l)^γ over training; the dashed "
-                       "line is the whole network's sparsity, pulled towards the target by λ."
-                       + overlap)
+    common.charts_side_by_side(
+        (ac.aswl_lines_figure(frame, "attention"), "aswl-attention",
+         "Each layer's attention a_l over training (starts at 0.5): a layer the loss needs "
+         "drifts up and is pruned less." + overlap),
+        (ac.aswl_lines_figure(frame, "ratio"), "aswl-ratio",
+         "Each layer's pruning ratio p_l = (1 − a_l)^γ over training; the dashed line is the "
+         "whole network's sparsity, pulled towards the target by λ." + overlap))
 
     finals = store.traces(run.id, "aswl_final")
     if finals:

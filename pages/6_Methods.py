@@ -210,15 +210,13 @@ def unification_tab() -> None:
                    help="a unified block needs one multiply per output row it spans")
 
     frame = ac.admm_frame(store.traces(run.id, "admm"))
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(ac.admm_distance_figure(frame), key="admm-distance")
-        common.caption("Distance between the trained weights W and their unified-and-pruned "
-                       "projection Z after each ADMM round: falling means W is taking the shape.")
-    with right:
-        st.plotly_chart(ac.admm_fractions_figure(frame), key="admm-fractions")
-        common.caption("Share of micro-blocks that the projection prunes and unifies (fixed by "
-                       "the target) and how many of W's kept blocks already share one magnitude.")
+    common.charts_side_by_side(
+        (ac.admm_distance_figure(frame), "admm-distance",
+         "Distance between the trained weights W and their unified-and-pruned projection Z "
+         "after each ADMM round: falling means W is taking the shape."),
+        (ac.admm_fractions_figure(frame), "admm-fractions",
+         "Share of micro-blocks that the projection prunes and unifies (fixed by the target) "
+         "and how many of W's kept blocks already share one magnitude."))
     if table is not None:
         st.plotly_chart(ac.storage_figure(table), key="unification-storage")
         common.caption("Per layer, after the final projection: bits to store the weights and "

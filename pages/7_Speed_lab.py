@@ -153,15 +153,13 @@ with common.user_errors():
         st.markdown("\n".join(f"- batch {row.batch_size}, **{row.label}**: {row.explanation}"
                               for row in frame.itertuples()))
 
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(ac.latency_figure(frame), key="speedlab-latency")
-        common.caption("Time per image of each form as the batch grows (batch size on a log axis): "
-                       "larger batches spread fixed per-call costs over more images.")
-    with right:
-        st.plotly_chart(ac.speedup_figure(frame), key="speedlab-speedup")
-        common.caption("Speed-up over dense that each form achieved (solid) against the FLOPs "
-                       "ratio it promises (dashed); below the grey line it is slower than dense.")
+    common.charts_side_by_side(
+        (ac.latency_figure(frame), "speedlab-latency",
+         "Time per image of each form as the batch grows (batch size on a log axis): larger "
+         "batches spread fixed per-call costs over more images."),
+        (ac.speedup_figure(frame), "speedlab-speedup",
+         "Speed-up over dense that each form achieved (solid) against the FLOPs ratio it "
+         "promises (dashed); below the grey line it is slower than dense."))
 
     crossover = st.session_state.get(f"speedlab:crossover:{device}")
     if crossover is not None:

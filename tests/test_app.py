@@ -538,3 +538,38 @@ def test_job_progress_never_goes_back(tmp_path):
     assert (p.phase, p.message, p.fraction) == ("measure", "measuring FLOPs and latency", 0.375)
     release.set()
     assert job.wait(10) and job.progress().fraction == 1.0
+
+
+# ---- pages that draw one method's traces, and the Speed lab's measurement ----------------------
+@pytest.fixture(scope="module")
+def method_store(tmp_path_factory) -> Path:
+    """Tiny finished ASWL and unification runs, whose traces the analysis pages draw."""
+    home = tmp_path_factory.mktemp("method-home")
+    store = RunStore(home)
+    for method in ("aswl", "unification"):
+        run = run_session(TINY.replace(method=method, epochs=3), store, measure_latency=False)
+        assert run.status == "done", run.error
+    return home
+
+
+@pytest.mark.parametrize("page, keys", [
+    ("pages/3_Layer_attention.py", {"aswl-attention", "aswl-ratio"}),
+    ("pages/6_Methods.py", {"admm-distance", "admm-fractions"}),
+])
+def test_method_pages_draw_their_side_by_side_charts(page, keys, method_store, monkeypatch):
+    monkeypatch.setenv("PRUNING_HOME", str(method_store))
+    at = app(page)
+    no_exception(at)
+    drawn = [chart.proto.id for chart in at.get("plotly_chart")]  # "$$ID-<hash>-<key>"
+    assert all(any(chart_id.endswith("-" + key) for chart_id in drawn) for key in keys), drawn
+
+
+def test_speed_lab_measures_and_draws(full_home):
+    at = app("pages/7_Speed_lab.py")
+    at.multiselect(key="speedlab-batches").set_value([1, 8]).run()
+    at.button(key="speedlab-measure").click().run()
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert sorted(set(table["batch"])) == [1, 8] and len(table) == 8  # four forms × two batches
+    assert [c.value for c in at.caption if c.value.startswith("Time per image")]
+    assert [c.value for c in at.caption if c.value.startswith("Speed-up over dense")]

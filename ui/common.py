@@ -69,6 +69,14 @@ def caption(text: str) -> None:
     st.caption(text)
 
 
+def charts_side_by_side(*charts: tuple[Any, str, str]) -> None:
+    """Plotly figures in equal columns, each ``(figure, widget key, caption)``."""
+    for column, (figure, key, text) in zip(st.columns(len(charts)), charts):
+        with column:
+            st.plotly_chart(figure, key=key)
+            caption(text)
+
+
 # ---- formatting -------------------------------------------------------------------------------
 def fmt_pct(value: Any, digits: int = 1) -> str:
     return "–" if value is None or pd.isna(value) else f"{float(value):.{digits}%}"
