@@ -232,12 +232,6 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
     return store.get_run(run_id)
 
 
-def _rounded(timings: dict[str, float]) -> dict[str, float]:
-    """Where a run's time went, in seconds (ms precision), in the order of a run's parts."""
-    order = ("setup", "training", "method", "evaluation", "recording", "final_measurement")
-    return {part: round(timings[part], 3) for part in order if part in timings}
-
-
 TIME_PARTS = {
     "setup": "setup (data, model, store entry)",
     "training": "training steps",
@@ -246,6 +240,11 @@ TIME_PARTS = {
     "recording": "recording (epoch rows, mask snapshots)",
     "final_measurement": "final evaluation, FLOPs, compaction, latency and saving",
 }
+
+
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    """Where a run's time went, in seconds (ms precision), in the order of ``TIME_PARTS``."""
+    return {part: round(timings[part], 3) for part in TIME_PARTS if part in timings}
 
 
 def time_breakdown_text(summary: dict[str, Any]) -> str | None:
@@ -269,5 +268,7 @@ def _partial(summary: dict[str, Any], recorder: StoreRecorder, started: float,
     partial["epochs_done"] = last.get("epoch", 0)
     partial["duration_s"] = time.perf_counter() - started
     if timings:
+        if "training" not in timings and "setup" in timings:  # ended inside the method's run
+            timings = dict(timings, training=partial["duration_s"] - sum(timings.values()))
         partial["time_breakdown_s"] = _rounded(timings)
     return partial

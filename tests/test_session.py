@@ -57,8 +57,11 @@ def test_stop_is_recorded_with_history(tmp_path):
     assert len(store.epochs(run.id)) == 1
     assert "test_acc" in run.summary
     # what it spent until the stop: setup and one epoch's parts, no final measurement
-    assert {"setup", "method", "evaluation"} <= set(run.summary["time_breakdown_s"])
-    assert "final_measurement" not in run.summary["time_breakdown_s"]
+    breakdown = run.summary["time_breakdown_s"]
+    assert {"setup", "training", "method", "evaluation"} <= set(breakdown)
+    assert "final_measurement" not in breakdown
+    assert breakdown["training"] > 0
+    assert sum(breakdown.values()) == pytest.approx(run.summary["duration_s"], abs=0.01)
 
 
 def test_failure_is_recorded_not_lost(tmp_path, monkeypatch):
