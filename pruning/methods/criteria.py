@@ -51,7 +51,7 @@ from torch import nn
 
 from pruning.masks import Mask, prunable_parameters
 from pruning.methods.granularity import (GRANULARITIES, SCOPES, common_dtype, lowest_entries,
-                                          nm_room, prune_count, sanitize,
+                                          make_finite_, nm_room, prune_count, sanitize,
                                           select as select_mask)
 from pruning.registry import Registry
 
@@ -500,9 +500,7 @@ class _LiveWeights:
             self._ranked = torch.empty(self.flat.numel(), dtype=dtype,
                                        device=self.pruned_inf.device)
         torch.cat(pieces, out=self._ranked)
-        info = torch.finfo(dtype)
-        self._ranked.nan_to_num_(nan=info.min, posinf=info.max, neginf=info.min)
-        return self._ranked.add_(self.pruned_inf)
+        return make_finite_(self._ranked).add_(self.pruned_inf)
 
     def prune(self, removed: torch.Tensor) -> None:
         """Prune the flat positions ``removed`` (live ones) too; ``mask`` becomes the result."""

@@ -154,11 +154,11 @@ def sanitize(scores: Scores, alive: Mapping[str, torch.Tensor]) -> dict[str, tor
     return {name: _clean(scores[name], keep, dtype) for name, keep in alive.items()}
 
 
-def finite_scores(score: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Scores in ``dtype`` with NaN and −inf as its lowest finite value, +inf as its highest."""
-    info = torch.finfo(dtype)
-    return torch.nan_to_num(score.detach().to(dtype), nan=info.min, posinf=info.max,
-                            neginf=info.min)
+def make_finite_(scores: torch.Tensor) -> torch.Tensor:
+    """In place: NaN and −inf become the dtype's lowest finite value, +inf its highest (so NaN
+    scores rank lowest among live weights, and −inf stays free to mark pruned ones)."""
+    info = torch.finfo(scores.dtype)
+    return scores.nan_to_num_(nan=info.min, posinf=info.max, neginf=info.min)
 
 
 def common_dtype(scores: Scores) -> torch.dtype:
@@ -169,7 +169,7 @@ def _clean(score: torch.Tensor, keep: torch.Tensor, dtype: torch.dtype) -> torch
     # −inf where pruned, as s − (1 − k)/k: a bool-conditioned ``torch.where`` takes several
     # times longer on CPU, and this runs at every pruning step.
     kept = keep.to(dtype)
-    return finite_scores(score, dtype) - (1.0 - kept) / kept
+    return make_finite_(score.detach().to(dtype, copy=True)) - (1.0 - kept) / kept
 
 
 def select(scores: Scores, alive: Mapping[str, torch.Tensor], target: float, *, scope: str,
@@ -204,8 +204,8 @@ def select(scores: Scores, alive: Mapping[str, torch.Tensor], target: float, *, 
 
 
 def _select_global_unstructured(scores, alive, target):
-    # One ranking over the concatenation of all layers (the hot path of per-step magnitude
-    # pruning: a handful of vectorised passes over one vector).
+    # One ranking over the concatenation of all layers. (Per-step pruning along a schedule
+    # takes Pruner._prune_live instead, which gives the same masks.)
     names = list(alive)
     dtype = common_dtype(scores)
     live = torch.cat([alive[n].reshape(-1) for n in names])
