@@ -213,3 +213,13 @@ def test_bench_channel_figures_report_both_layouts():
     for fraction in ("0.5", "0.75"):
         a, b = details["channels_last"][fraction], details["channels_first"][fraction]
         assert a["flops_ratio"] == b["flops_ratio"] and a["params_pruned"] == b["params_pruned"]
+
+
+def test_bench_pruning_step_compares_the_two_paths_on_identical_masks():
+    from pruning.bench import pruning_step
+    from pruning.config import RunConfig
+
+    result = pruning_step(torch.device("cpu"), RunConfig(epochs=2, max_train_samples=256))
+    assert result["steps"] == 8  # 256 samples / batch 64, two epochs
+    assert result["final_sparsity"] == pytest.approx(0.9, abs=1e-4)
+    assert result["per_step_ms"] > 0 and result["full_ranking_ms"] > 0
