@@ -9,8 +9,11 @@ Layout under PRUNING_HOME (default ``~/.pruning``)::
                                never loaded this way)
 
 WAL mode plus a busy timeout lets two processes (two browser tabs, a sweep and the app) write at
-once. Every method opens its own short-lived connection, so one store object can be shared by
-threads of the Streamlit server without sharing a connection.
+once. A store object keeps one connection per thread (sqlite3 connections may not cross
+threads), open for the thread's life: it closes when the thread ends or the store is garbage
+collected, or with ``close()``. So one store object can be shared by the threads of the
+Streamlit server, and a run's many small writes do not each pay for opening a connection (and,
+in WAL mode, for the checkpoint that closing the last connection triggers).
 
 Interrupted runs: each run row records the process that owns it (pid, host name, and on Linux a
 token from ``/proc`` -- boot id, pid namespace, process start time -- so a reused pid or a reboot
@@ -209,6 +212,15 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file, None if it does not exist: tells a recreated file apart."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class RunStore:
     """SQLite-backed run history plus files beside it."""
 
@@ -224,12 +236,16 @@ class RunStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = getattr(self._local, "db", None)
-        if db is not None and not self.db_path.exists():  # the store was deleted under us
+        db, opened_on = getattr(self._local, "db", None), getattr(self._local, "file", None)
+        if db is not None and _file_identity(self.db_path) != opened_on:
+            # runs.db was deleted (and maybe created again by someone else) since this thread
+            # connected: writing on would go to the unlinked file and be lost.
             db.close()
             db = None
         if db is None:
             self.home.mkdir(parents=True, exist_ok=True)
+            if not self.db_path.exists():
+                self._schema_ready = False  # a new file: it needs the schema
             db = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
             try:
                 if not self._schema_ready:
@@ -244,11 +260,11 @@ class RunStore:
             except BaseException:
                 db.close()
                 raise
-            self._local.db = db
+            self._local.db, self._local.file = db, _file_identity(self.db_path)
         yield db
 
     def close(self) -> None:
-        """Close this thread's connection (others close when their thread's store is dropped)."""
+        """Close this thread's connection now (it reopens on the next use)."""
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()

@@ -71,3 +71,19 @@ def test_two_processes_write_at_once(tmp_path):
     assert len(runs) == 30
     assert sorted(r.summary["worker"] for r in runs) == [1] * 15 + [2] * 15
     assert all(len(RunStore(tmp_path).epochs(r.id)) == 3 for r in runs)
+
+
+def test_store_deleted_or_recreated_under_an_open_connection_loses_nothing(tmp_path):
+    import shutil
+
+    home = tmp_path / "home"
+    store = RunStore(home)
+    store.create_run(RunConfig(), name="first")
+    shutil.rmtree(home)  # the whole store deleted while this thread's connection is open
+    store.create_run(RunConfig(), name="after-delete")
+    assert [r.name for r in store.list_runs()] == ["after-delete"]
+    for suffix in ("", "-wal", "-shm"):  # deleted again, then created anew by another store
+        (home / f"runs.db{suffix}").unlink(missing_ok=True)
+    RunStore(home).create_run(RunConfig(), name="other")
+    store.create_run(RunConfig(), name="mine")  # must land in the new file, not the unlinked one
+    assert sorted(r.name for r in RunStore(home).list_runs()) == ["mine", "other"]
