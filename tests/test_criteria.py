@@ -476,3 +476,12 @@ def test_per_step_pruning_equals_selection_from_scratch(criterion):
         assert new.is_subset_of(mask)
         check_target(pruner, new, target)
         mask = new
+
+
+def test_a_model_without_prunable_layers_is_left_alone():
+    # Only BatchNorm: parameters, but no Conv/Linear weight to prune.
+    model = nn.Sequential(nn.BatchNorm1d(4), nn.ReLU())
+    pruner = Pruner("magnitude")
+    mask = pruner.initial_mask(model)
+    assert len(mask) == 0
+    assert len(pruner(model, mask, 0.5)) == 0

@@ -2,7 +2,10 @@
 
 A pruning step is criterion × scope × granularity (METHODS.md §2). This module holds the
 criteria (the ``CRITERIA`` registry) and ``Pruner``, which scores the prunable weights with one
-criterion and hands the scores to ``granularity.select`` for the scope and granularity. Scores
+criterion and hands the scores to ``granularity.select`` for the scope and granularity. Global
+unstructured pruning with a cheap criterion (magnitude, random), the per-step hot path of a
+schedule, takes ``Pruner._prune_live`` instead: it keeps the last mask in flat form and looks
+only for the few weights a step removes, with the same result as ``select``. Scores
 are "higher = keep"; weights the current mask has already pruned score −inf, so pruning is
 monotone (the new mask is a subset of the old one).
 
@@ -449,8 +452,10 @@ class Pruner:
         that mask's flat form instead of building it again.
         """
         state = self._live
-        if state is None or state.mask is not mask or state.model is not model:
+        if state is None or state.mask is not mask or not state.same_weights(model):
             params, mask = self._check(model, mask)
+            if not params:  # nothing prunable: nothing to do
+                return mask
             state = self._live = _LiveWeights(model, params, mask)
         total = state.flat.numel()
         n_drop = state.kept - (total - prune_count(total, target))
@@ -474,12 +479,17 @@ class _LiveWeights:
 
     def __init__(self, model: nn.Module, params: dict[str, nn.Parameter], mask: Mask):
         self.model, self.params, self.mask = model, params, mask
-        self.flat = torch.cat([mask[name].reshape(-1) for name in params])  # (n,) bool, CPU
+        self.flat = torch.cat([mask[name].reshape(-1).cpu() for name in params])  # (n,) bool
         device = next(iter(params.values())).device
         kept = self.flat.to(device=device, dtype=torch.float32)
         self.pruned_inf = (1.0 - kept) / kept   # (n,) +inf where pruned, 0 where kept
         self.kept = int(self.flat.sum())
         self._ranked: torch.Tensor | None = None  # reused buffer of ``ranked``
+
+    def same_weights(self, model: nn.Module) -> bool:
+        """True for the model this state was built for, its weights still on the same device."""
+        return model is self.model and next(iter(self.params.values())).device == \
+            self.pruned_inf.device
 
     def alive(self) -> Mapping[str, torch.Tensor]:
         """The mask per layer on the weights' device, built only if the criterion reads it

@@ -117,7 +117,7 @@ def keep_top(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def lowest_entries(scores: torch.Tensor, count: int) -> torch.Tensor:
-    """Ascending positions of the ``count`` lowest entries of a 1-D tensor (0 < count < n): the
+    """Ascending positions of the ``count`` lowest entries of a 1-D tensor (0 < count ≤ n): the
     complement of ``keep_top(scores, n − count)``, so among equal scores the later ones go first.
 
     A pruning step along a schedule removes a few weights out of many. Ranking all of them costs
