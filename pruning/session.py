@@ -155,6 +155,7 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
     started = session_started  # duration_s covers the whole call, setup included
     summary: dict[str, Any] = {}
     timings: dict[str, float] = {}  # filled by fit (see RunContext.timings) and below
+    final_started: float | None = None  # set once the method's run has returned
     try:
         dense_model = copy.deepcopy(model)
         dense_counts = param_counts(dense_model, None)
@@ -165,10 +166,14 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
                          snapshot_steps=snapshot_steps(config.epochs * steps_per_epoch,
                                                        config.snapshots), timings=timings)
         training_started = ctx.add_time("setup", session_started)
-        result = method.run(model, ctx)
-        final_started = time.perf_counter()
-        timings["training"] = final_started - training_started - sum(
-            timings.get(part, 0.0) for part in ("method", "evaluation", "recording"))
+        try:
+            result = method.run(model, ctx)
+        finally:  # what the method did outside fit's timed parts (scoring at the start,
+            # surgery between phases, conversions) is method work too
+            ended = time.perf_counter()
+            timings["method"] = timings.get("method", 0.0) + ended - training_started \
+                - sum(timings.get(part, 0.0) for part in FIT_PARTS)
+        final_started = ended
         model, mask = result.model.to(device), result.mask
         if should_stop is not None and should_stop():
             raise RunStopped()
@@ -224,9 +229,11 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
         summary["time_breakdown_s"] = _rounded(timings)
         store.finish_run(run_id, "done", summary)
     except (RunStopped, KeyboardInterrupt):
+        _final_time(timings, final_started)
         store.finish_run(run_id, "stopped", _partial(summary, recorder, started, timings),
                          error="stopped by the user")
     except Exception as exc:  # a failed run is recorded with what it had, never lost
+        _final_time(timings, final_started)
         store.finish_run(run_id, "failed", _partial(summary, recorder, started, timings),
                          error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
     return store.get_run(run_id)
@@ -235,11 +242,21 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
 TIME_PARTS = {
     "setup": "setup (data, model, store entry)",
     "training": "training steps",
-    "method": "method work after each step (re-pruning, mask re-application, attentions, ADMM)",
+    "method": "the method's own work (re-pruning and mask re-application after each step, "
+              "scoring, surgery between phases, attentions, ADMM)",
     "evaluation": "evaluation after each epoch",
     "recording": "recording (epoch rows, mask snapshots)",
     "final_measurement": "final evaluation, FLOPs, compaction, latency and saving",
 }
+
+
+FIT_PARTS = ("training", "method", "evaluation", "recording")  # what fit's clock measures
+
+
+def _final_time(timings: dict[str, float], final_started: float | None) -> None:
+    """A run that ended during its final measurement: the time that stage ran."""
+    if final_started is not None and "final_measurement" not in timings:
+        timings["final_measurement"] = time.perf_counter() - final_started
 
 
 def _rounded(timings: dict[str, float]) -> dict[str, float]:
@@ -268,7 +285,5 @@ def _partial(summary: dict[str, Any], recorder: StoreRecorder, started: float,
     partial["epochs_done"] = last.get("epoch", 0)
     partial["duration_s"] = time.perf_counter() - started
     if timings:
-        if "training" not in timings and "setup" in timings:  # ended inside the method's run
-            timings = dict(timings, training=partial["duration_s"] - sum(timings.values()))
         partial["time_breakdown_s"] = _rounded(timings)
     return partial

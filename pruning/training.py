@@ -79,8 +79,11 @@ class RunContext:
     steps_done: int = 0
     total_epochs: int = 0  # planned epochs over all phases, for progress; set by the method
     snapshot_steps: set[int] = field(default_factory=set)
-    # Seconds spent per part of the run ("evaluation", "method", "recording", ...), summed over
-    # phases: the run's summary shows where its time went.
+    # Seconds spent per part of the run, summed over phases: "training" (the step loop: batches,
+    # forward, backward, optimizer), "method" (hooks after each step and per epoch), "evaluation",
+    # "recording"; the session adds the rest. On a GPU kernels run asynchronously and the clock
+    # is read without waiting for them, so there the split between parts is approximate (a part
+    # that waits for the device is charged what was still queued).
     timings: dict[str, float] = field(default_factory=dict)
 
     def add_time(self, part: str, since: float) -> float:
@@ -191,7 +194,7 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
     last: dict[str, Any] = {}
     step = 0
     for epoch in range(epochs):
-        started = time.perf_counter()
+        started = clock = time.perf_counter()  # ``clock``: start of the span now being timed
         loss_sum = torch.zeros((), device=device)
         correct_sum = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
@@ -210,9 +213,9 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
             optimizer.step()
             step += 1
             ctx.steps_done += 1
-            method_started = time.perf_counter()
+            method_started = ctx.add_time("training", clock)
             hooks.after_step(model, step, step / total_steps, (x, y))
-            ctx.add_time("method", method_started)
+            clock = ctx.add_time("method", method_started)
             # Accumulate on the device; one sync per epoch instead of one per step.
             loss_sum += task_loss.detach() * y.numel()
             correct_sum += (logits.detach().argmax(1) == y).sum()
@@ -220,10 +223,10 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
             if ctx.steps_done in ctx.snapshot_steps:
                 mask = hooks.mask()
                 if mask is not None:
-                    recording_started = time.perf_counter()
+                    recording_started = ctx.add_time("training", clock)
                     ctx.recorder.snapshot(ctx.steps_done, ctx.epochs_done + step / steps_per_epoch
                                           - epoch, mask)
-                    ctx.add_time("recording", recording_started)
+                    clock = ctx.add_time("recording", recording_started)
             if step % events_every == 0:
                 target = hooks.target_sparsity()
                 ctx.emit(phase, ctx.epochs_done * steps_per_epoch + (step - epoch * steps_per_epoch),
@@ -232,7 +235,7 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
                          loss=float(task_loss.detach()), target_sparsity=target, epoch=ctx.epochs_done + 1)
         train_loss = float(loss_sum) / max(seen, 1)
         train_acc = float(correct_sum) / max(seen, 1)
-        evaluation_started = time.perf_counter()
+        evaluation_started = ctx.add_time("training", clock)
         test_loss, test_acc = evaluate(model, data, device)
         recording_started = ctx.add_time("evaluation", evaluation_started)
         ctx.epochs_done += 1
@@ -247,7 +250,9 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
             "layer_sparsity": None if mask is None else mask.layer_sparsity(),
             "epoch_time_s": time.perf_counter() - started,
         }
+        method_started = ctx.add_time("recording", recording_started)
         row.update(hooks.epoch_metrics(model))
+        recording_started = ctx.add_time("method", method_started)
         ctx.recorder.epoch(row)
         ctx.add_time("recording", recording_started)
         last = row

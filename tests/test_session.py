@@ -127,3 +127,22 @@ def test_summary_says_where_the_time_went(tmp_path):
     assert breakdown["method"] > 0 and breakdown["evaluation"] > 0  # pruning ran, epochs were evaluated
     text = time_breakdown_text(run.summary)
     assert text.startswith("setup") and "evaluation after each epoch" in text
+
+
+def test_method_work_outside_the_step_loop_counts_as_method(tmp_path, monkeypatch):
+    import time
+
+    from pruning.methods.scheduled import ScheduledHooks
+
+    store = RunStore(tmp_path)
+    plain = run_session(TINY, store, measure_latency=False).summary["time_breakdown_s"]
+    original = ScheduledHooks.on_train_start
+
+    def slow_start(self, model, total_steps):  # e.g. a costly criterion scoring at step 0
+        time.sleep(0.3)
+        original(self, model, total_steps)
+
+    monkeypatch.setattr(ScheduledHooks, "on_train_start", slow_start)
+    slow = run_session(TINY, store, measure_latency=False).summary["time_breakdown_s"]
+    assert slow["method"] - plain["method"] >= 0.29
+    assert abs(slow["training"] - plain["training"]) < 0.2
