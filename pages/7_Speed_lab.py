@@ -120,7 +120,7 @@ with common.user_errors():
                    "speed-up over dense that FLOPs promise (theoretical) against the one measured.")
     other_layout = next(name for name in LAYOUTS if name != layout)
     other = st.session_state.get(f"speedlab:{run.id}:{device}:{other_layout}")
-    if other is not None:  # the same run measured in the other layout too: compare them
+    if other is not None and row_layout is not None:  # both layouts measured: compare them
         by_layout = {layout: result["rows"], other_layout: other["rows"]}
 
         def timed(layout_name: str, batch: int) -> str | None:

@@ -48,8 +48,8 @@ from torch import nn
 from pruning.config import RunConfig
 from pruning.masks import Mask, prunable_layers
 from pruning.metrics.flops import count_flops
-from pruning.metrics.latency import as_device, device_name, time_interleaved
-from pruning.speedlab import input_in, memory_format_of, to_memory_format
+from pruning.metrics.latency import (as_device, device_name, input_in, memory_format_of,
+                                     time_interleaved, to_memory_format)
 
 # Why NCHW realises less of channel pruning's FLOPs reduction than channels_last (JSON text).
 LAYOUT_EXPLANATION = ("FLOPs count only conv/linear multiplications; BatchNorm, ReLU and "

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruning.masks import Mask
-from pruning.metrics.latency import as_device, summarise, time_interleaved
+from pruning.metrics.latency import (as_device, input_in, memory_format_of, summarise,
+                                     time_interleaved)
 
 # A sparse form must beat dense by this fraction to be chosen: timing noise should not flip it.
 MARGIN = 0.03
@@ -257,14 +258,9 @@ def sparsify(model: nn.Module, mask: Mask | None, device: torch.device | str | N
     forms = forms or (("csr", "2:4") if device.type == "cuda" else ("csr",))
     generator = torch.Generator().manual_seed(0)
     x = torch.randn((batch_size, *input_shape), generator=generator).to(device=device, dtype=dtype)
-    layout = {"channels_first": torch.contiguous_format,
-              "channels_last": torch.channels_last}.get(memory_format)
-    if layout is None:
-        raise ValueError(f"unknown memory format {memory_format!r}; choose channels_first or "
-                         "channels_last")
+    layout = memory_format_of(memory_format)
     sparse.to(memory_format=layout)
-    if x.dim() == 4:
-        x = x.contiguous(memory_format=layout)  # (B, C, H, W) in the chosen layout
+    x = input_in(x, memory_format)  # (B, C, H, W) in the chosen layout
     inputs = _capture(sparse, x)
     rows = []
     for name, layer in list(sparse.named_modules()):

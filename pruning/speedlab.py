@@ -32,34 +32,14 @@ from torch import nn
 
 from pruning.masks import Mask
 from pruning.metrics.flops import count_flops, layer_flops
-from pruning.metrics.latency import as_device, device_name, summarise, time_interleaved
+from pruning.metrics.latency import (as_device, device_name, input_in, memory_format_of,
+                                     summarise, time_interleaved, to_memory_format)
 from pruning.metrics.sparsity import param_counts
 from pruning.physical import compact_model
 from pruning.sparse import sparsify, to_csr
 
 FORMS = ("dense", "masked", "sparse", "physical")
-# "channels_first" is PyTorch's default NCHW layout (torch.contiguous_format).
-MEMORY_FORMATS = {"channels_first": torch.contiguous_format, "channels_last": torch.channels_last}
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
-
-
-def memory_format_of(name: str) -> torch.memory_format:
-    """"channels_first" | "channels_last" → the torch memory format; ValueError otherwise."""
-    try:
-        return MEMORY_FORMATS[name]
-    except KeyError:
-        raise ValueError(f"unknown memory format {name!r}; choose one of "
-                         f"{', '.join(MEMORY_FORMATS)}") from None
-
-
-def to_memory_format(model: nn.Module, name: str) -> nn.Module:
-    """``model`` with its 4-D weights in layout ``name`` (in place; returned for chaining)."""
-    return model.to(memory_format=memory_format_of(name))
-
-
-def input_in(x: torch.Tensor, name: str) -> torch.Tensor:
-    """A 4-D image batch (B, C, H, W) in layout ``name``; other tensors unchanged."""
-    return x.contiguous(memory_format=memory_format_of(name)) if x.dim() == 4 else x
 
 
 def _random_weight(out_features: int, in_features: int, sparsity: float,

@@ -7,7 +7,9 @@ launch, not the work), ``torch.inference_mode`` (no autograd bookkeeping), and t
 90th percentile rather than the mean (one slow outlier from the OS should not move the figure).
 Every result records device, dtype, threads and batch size, because a latency without them means
 nothing. A time cap keeps a big model on a slow CPU from taking minutes: fewer repeats are taken
-and the number actually taken is reported.
+and the number actually taken is reported. Image models can be timed in either memory layout
+(``MEMORY_FORMATS``: PyTorch's default NCHW or channels_last), which the speed lab and the
+benchmark record beside every figure.
 """
 from __future__ import annotations
 
@@ -21,6 +23,29 @@ from torch import nn
 
 DEFAULT_MAX_SECONDS = 5.0
 MIN_REPEATS = 3
+
+
+# "channels_first" is PyTorch's default NCHW layout (torch.contiguous_format).
+MEMORY_FORMATS = {"channels_first": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def memory_format_of(name: str) -> torch.memory_format:
+    """"channels_first" | "channels_last" → the torch memory format; ValueError otherwise."""
+    try:
+        return MEMORY_FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown memory format {name!r}; choose one of "
+                         f"{', '.join(MEMORY_FORMATS)}") from None
+
+
+def to_memory_format(model: nn.Module, name: str) -> nn.Module:
+    """``model`` with its 4-D weights in layout ``name`` (in place; returned for chaining)."""
+    return model.to(memory_format=memory_format_of(name))
+
+
+def input_in(x: torch.Tensor, name: str) -> torch.Tensor:
+    """A 4-D image batch (B, C, H, W) in layout ``name``; other tensors unchanged."""
+    return x.contiguous(memory_format=memory_format_of(name)) if x.dim() == 4 else x
 
 
 def as_device(device: torch.device | str | None) -> torch.device:
