@@ -377,14 +377,16 @@ class RunStore:
                      f"finished (killed, or the server or machine restarted); kept what it had: "
                      f"{_plural(len(epochs), 'epoch')}, {_plural(snapshots, 'mask snapshot')}")
             try:
-                db.execute("UPDATE runs SET status = 'failed', finished = ?, summary = ?, error = ? "
-                           "WHERE id = ? AND status = 'running'",
-                           (time.time(), _dumps(summary), error, rid))
+                changed = db.execute(
+                    "UPDATE runs SET status = 'failed', finished = ?, summary = ?, error = ? "
+                    "WHERE id = ? AND status = 'running'",
+                    (time.time(), _dumps(summary), error, rid)).rowcount
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc):
                     raise
                 continue  # a busy store: reading must not fail; the next read tries again
-            reaped.append(rid)
+            if changed:  # 0: another reader or the run itself got there first
+                reaped.append(rid)
         return reaped
 
     def get_run(self, run_id: str) -> Run:

@@ -17,7 +17,7 @@ import streamlit as st
 
 from pruning.config import ConfigError, RunConfig
 from pruning.session import time_breakdown_text
-from pruning.store import Run, RunStore
+from pruning.store import Run, RunStore, home_dir
 from ui import jobs, state
 
 APP_TITLE = "Pruning Explorer"
@@ -51,8 +51,14 @@ def _sidebar() -> None:
 
 
 def store() -> RunStore:
-    """The run store (``PRUNING_HOME``, default ``~/.pruning``); cheap, opened per call."""
-    return RunStore()
+    """The run store (``PRUNING_HOME``, default ``~/.pruning``): one object per home folder,
+    shared by every session and job thread (it keeps one SQLite connection per thread)."""
+    return _store_at(str(home_dir()))
+
+
+@st.cache_resource(show_spinner=False)
+def _store_at(home: str) -> RunStore:
+    return RunStore(home)
 
 
 @contextlib.contextmanager
