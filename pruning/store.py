@@ -40,6 +40,7 @@ from typing import Any, Iterator
 
 from pruning.config import ConfigError, RunConfig
 from pruning.masks import Mask
+from pruning.results import stored_summary
 
 STATUSES = ("running", "done", "failed", "stopped")
 
@@ -328,7 +329,8 @@ class RunStore:
     def _row_to_run(self, row: tuple) -> Run:
         run_id, created, finished, status, name, config, summary, environment, error = row
         return Run(id=run_id, config=RunConfig.from_dict(json.loads(config)), status=status,
-                   created=created, finished=finished, name=name, summary=json.loads(summary),
+                   created=created, finished=finished, name=name,
+                   summary=stored_summary(json.loads(summary)),
                    environment=json.loads(environment), error=error)
 
     _RUN_COLUMNS = "id, created, finished, status, name, config, summary, environment, error"
