@@ -198,14 +198,14 @@ def _matches(value: Any, kind: Any) -> bool:
 
 
 # ---- the metric table -------------------------------------------------------------------------
-#: how each format renders a number as text (tables in the terminal, tiles in the app)
-FORMATS: dict[str, Callable[[float], str]] = {
-    "pct": lambda v: f"{v:.1%}",
-    "int": lambda v: f"{int(v):,}",
-    "mflops": lambda v: f"{v / 1e6:.2f} M",
-    "ms": lambda v: f"{v:.2f} ms",
-    "s": lambda v: f"{v:.1f} s",
-    "float": lambda v: f"{v:.4g}",
+#: how each format renders a number: (the number as text, the unit after it)
+FORMATS: dict[str, Callable[[float], tuple[str, str]]] = {
+    "pct": lambda v: (f"{v:.1%}", ""),
+    "int": lambda v: (f"{int(v):,}", ""),
+    "mflops": lambda v: (f"{v / 1e6:.2f}", " M"),
+    "ms": lambda v: (f"{v:.2f}", " ms"),
+    "s": lambda v: (f"{v:.1f}", " s"),
+    "float": lambda v: (f"{v:.4g}", ""),
 }
 #: where a metric is shown: ``list`` = one row per run (CLI list, Runs history); ``detail`` =
 #: one run in full (CLI show, run report, Runs comparison); ``headline`` = Home
@@ -243,12 +243,16 @@ class Metric:
             return summary[self.key]
         return (summary.get("extras") or {}).get(self.key)
 
-    def text(self, value: Any) -> str:
-        """``value`` formatted, with its unit; "–" for a missing or non-finite value."""
+    def text(self, value: Any, unit: bool = True) -> str:
+        """``value`` formatted, with its unit unless ``unit`` is False (a header names it);
+        "–" for a missing or non-finite value."""
+        if isinstance(value, str):
+            return value
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value):
-            return "–" if value is None or not isinstance(value, str) else value
-        return FORMATS[self.fmt](value)
+            return "–"
+        number, suffix = FORMATS[self.fmt](value)
+        return number + suffix if unit else number
 
     @property
     def header(self) -> str:
@@ -342,6 +346,6 @@ METRICS = MetricTable((
     Metric("latency_p90_ms", "latency final p90", "ms", "ms", "lower",
            help="90th percentile of the same measurement."),
     Metric("epochs_done", "epochs", "epochs", "int", help="Epochs trained."),
-    Metric("duration_s", "duration", "s", "s", short="time", views=("list", "detail", "headline"),
+    Metric("duration_s", "duration", "s", "s", short="time s", views=("list", "detail", "headline"),
            help="The whole run, setup and final measurement included."),
 ))
