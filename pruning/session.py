@@ -128,8 +128,8 @@ def run_session(config: RunConfig, store: RunStore,
     with timer("setup"):
         bundle, device = prepare(config, download=download)
         method = methods.build_method(config)
-        # the initial weights come from the config's seed alone (models.build_model seeds a
-        # private copy of the RNG state), whatever runs before or beside this run
+        # the initial weights come from the config's seed alone (models.build_model draws from
+        # a private generator), whatever runs before or beside this run
         model = models.build_model(config, bundle.in_channels, bundle.num_classes,
                                    bundle.image_size)
         input_shape = (bundle.in_channels, bundle.image_size, bundle.image_size)
@@ -137,8 +137,6 @@ def run_session(config: RunConfig, store: RunStore,
         set_process_threads(choose_threads(config, device, flops_dense))
         dense_model = copy.deepcopy(model)  # for the dense figures at the end
         run_id = store.create_run(config, environment(device), name=name)
-    if on_event is not None:
-        on_event(Event("created", 0, 0, {"run_id": run_id}))
     recorder = StoreRecorder(store, run_id)
     ctx = RunContext(config=config, method_config=method.method_config, data=bundle,
                      device=device, recorder=recorder, on_event=on_event,
@@ -149,6 +147,7 @@ def run_session(config: RunConfig, store: RunStore,
                      stopwatch=timer)
     trained: Trained | None = None
     try:
+        ctx.emit("created", 0, 0, run_id=run_id)  # callers learn the id before training starts
         trained = train(method, model, ctx)
         if should_stop is not None and should_stop():
             raise RunStopped()
