@@ -256,6 +256,7 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
         divergence.check_weights(model)
         evaluation_started = ctx.add_time("training", clock)
         test_loss, test_acc = evaluate(model, data, device, check_stop=ctx.check_stop)
+        divergence.check_test_loss(test_loss)
         recording_started = ctx.add_time("evaluation", evaluation_started)
         ctx.epochs_done += 1
         mask = hooks.mask()
@@ -287,8 +288,8 @@ class _Divergence:
     Each step copies its (task loss, total loss) into a small device buffer (one kernel, no
     wait); the buffer is read where ``fit`` waits for the device anyway: at each progress event
     (a few times per epoch, already reading the loss) and at the epoch's end, which also checks
-    every parameter and buffer once. So a diverged run ends at most a quarter of an epoch after
-    its loss turns nan or inf, with the exact step named. The total loss includes what a method
+    every parameter and buffer once and the evaluated test loss. So a diverged run ends at most a
+    quarter of an epoch after its loss turns nan or inf, with the exact step named. The total loss includes what a method
     adds (ASWL's regulariser, the ADMM penalty): when only that part is not finite, the fix named
     is the method's setting rather than the learning rate.
     """
@@ -320,6 +321,12 @@ class _Divergence:
                               f"loss {task:.3g}); lower the method's penalty setting or the "
                               f"learning rate")
         raise RunDiverged(f"{where}: loss is {task}; lower the learning rate")
+
+    def check_test_loss(self, test_loss: float) -> None:
+        """Weights can be finite yet so large that the evaluated loss overflows."""
+        if not math.isfinite(test_loss):
+            raise RunDiverged(f"diverged at epoch {self.epoch}: the test loss is {test_loss}; "
+                              f"lower the learning rate")
 
     def check_weights(self, model: nn.Module) -> None:
         tensors = [(name, t) for name, t in (*model.named_parameters(), *model.named_buffers())
