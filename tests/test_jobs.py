@@ -191,9 +191,12 @@ def test_runs_page_lists_running_jobs_and_stops_one(tmp_home):
 def test_run_page_refuses_work_over_the_limit(tmp_home):
     at = app("pages/1_Run.py", {"epochs": "100000"})
     before = len(live.manager().running())
-    if not at.button(key="run-start").disabled:
-        at.button(key="run-start").click().run()
-    assert any("PRUNING_MAX_EPOCHS" in e.value for e in at.error)
+    assert any("100000 epochs is over this server's limit" in e.value
+               and "PRUNING_MAX_EPOCHS" in e.value for e in at.error)
+    assert at.button(key="run-start").disabled
+    at = app("pages/1_Run.py", {"method": "synflow", "p.iterations": "100000000", "epochs": "1"})
+    assert any("PRUNING_MAX_METHOD_ITERATIONS" in e.value for e in at.error)
+    assert at.button(key="run-start").disabled
     assert len(live.manager().running()) == before
     assert not (tmp_home / "runs.db").exists()
 
