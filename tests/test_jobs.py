@@ -62,7 +62,8 @@ def test_a_job_stops_at_the_time_limit(tmp_path):
     assert p.status == "stopped" and len(p.run_ids) == 1  # the sweep's second run never started
     assert steps[-1] == 11  # the step that crossed 10 s was the last
     assert "time limit of 10 s" in p.message and "PRUNING_MAX_JOB_SECONDS" in p.message
-    assert RunStore(tmp_path).get_run(p.run_id).status == "stopped"
+    run = RunStore(tmp_path).get_run(p.run_id)
+    assert run.status == "stopped" and run.error == p.message  # the run says why, too
 
 
 def test_a_job_stops_once_its_visitor_has_been_gone_for_the_grace_period(tmp_path):
@@ -74,6 +75,7 @@ def test_a_job_stops_once_its_visitor_has_been_gone_for_the_grace_period(tmp_pat
     assert job.start().wait(TIMEOUT)
     p = job.progress()
     assert p.status == "stopped" and "visitor who started it left" in p.message
+    assert RunStore(tmp_path).get_run(p.run_id).error == p.message
     # gone after step 20; presence is read once per clock second: 5 s of absence, then stop
     assert 20 + 5 <= steps[-1] <= 20 + 5 + 2
 

@@ -313,6 +313,10 @@ class Job:
                 self._update(statuses=tuple(statuses))
                 continue
             statuses.append(run.status)
+            reason = self.progress().stop_reason
+            if run.status == "stopped" and reason and run.error != reason:
+                # the session records every stop as the user's; say what really ended it
+                self.store.finish_run(run.id, "stopped", run.summary, error=reason)
             if run.status == "failed" and run.error:
                 errors.append(run.error.splitlines()[0])
             self._update(statuses=tuple(statuses))
