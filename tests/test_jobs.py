@@ -203,6 +203,16 @@ def test_run_page_refuses_work_over_the_limit(tmp_home):
     assert not (tmp_home / "runs.db").exists()
 
 
+def test_a_bad_limit_stops_every_page_with_one_line(tmp_home, monkeypatch):
+    monkeypatch.setenv("PRUNING_MAX_JOBS", "lots")
+    for page in ("app.py", "pages/1_Run.py", "pages/8_Runs.py"):
+        at = app(page)
+        assert not at.exception, [e.value for e in at.exception]
+        assert [e.value for e in at.error] == [
+            "The server's settings are wrong: PRUNING_MAX_JOBS='lots' is not a positive whole "
+            "number; unset it for the default (4) or give one"]
+
+
 def test_a_diverged_run_is_shown_in_red_with_the_fix(tmp_home):
     at = app("pages/1_Run.py", {"optimizer": "sgd", "lr": "1000000", "epochs": "2",
                                 "max_train_samples": "128"})

@@ -185,7 +185,6 @@ class Job:
         self.configs = list(configs)
         self.names = list(names) if names is not None else [None] * len(self.configs)
         self.store = store
-        self.store_home = store.home
         self.measure_latency = measure_latency
         self.threads = threads or job_threads()
         self.limits = limits or JobLimits()

@@ -33,7 +33,6 @@ def limits() -> JobLimits:
     except ConfigError as exc:
         st.error(f"The server's settings are wrong: {exc}")
         st.stop()
-        raise  # st.stop ends the script; this line only satisfies the type checker
 
 
 def manager() -> JobManager:
