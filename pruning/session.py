@@ -24,7 +24,7 @@ import torch
 from pruning.config import ConfigError, RunConfig
 from pruning.masks import Mask
 from pruning.store import Run, RunStore
-from pruning.training import Event, RunContext, RunStopped, evaluate
+from pruning.training import Event, RunContext, RunDiverged, RunStopped, evaluate
 
 # Models cheaper than this per example (FLOPs) train fastest on one CPU thread.
 SMALL_MODEL_FLOPS = 20_000_000
@@ -151,6 +151,8 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
     from pruning.physical import compact_model
 
     run_id = store.create_run(config, environment(device), name=name)
+    if on_event is not None:  # callers (the app's jobs) learn the new run's id at once
+        on_event(Event("created", 0, 0, {"run_id": run_id}))
     recorder = StoreRecorder(store, run_id)
     started = session_started  # duration_s covers the whole call, setup included
     summary: dict[str, Any] = {}
@@ -178,7 +180,7 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
         if should_stop is not None and should_stop():
             raise RunStopped()
         ctx.emit("measure", 0, 1, message="measuring FLOPs and latency")
-        test_loss, test_acc = evaluate(model, bundle, device)
+        test_loss, test_acc = evaluate(model, bundle, device, check_stop=ctx.check_stop)
         if mask is not None:
             final_step = max(ctx.steps_done, 1)
             existing = {s["step"] for s in store.snapshots(run_id)}
@@ -190,6 +192,7 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
         except Exception as exc:  # a layer type the dependency graph cannot cut: say so, go on
             compact = model
             summary["compact_note"] = f"physical removal not possible here: {exc}"
+        ctx.check_stop()  # compaction can take seconds on large models: stop between stages
         final_counts = param_counts(model, mask)
         compact_counts = param_counts(compact, None)
         summary.update(
@@ -209,6 +212,7 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
             summary["mask_sparsity"] = None
         summary.update(result.summary)
         if measure_latency:
+            ctx.check_stop()
             # Dense and final timed round-robin on one batch (a fair ratio on a busy machine);
             # 12 rounds give a stable median in well under 0.1 s for the default model. The
             # Speed lab measures more batch sizes and forms on request.
@@ -223,6 +227,7 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
                            latency_device=final_latency["device"],
                            latency_dtype=final_latency["dtype"],
                            latency_threads=final_latency["threads"])
+        ctx.check_stop()
         store.save_model(run_id, model, whole_module=method.changes_architecture)
         timings["final_measurement"] = time.perf_counter() - final_started
         summary["duration_s"] = time.perf_counter() - started
@@ -232,6 +237,10 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
         _final_time(timings, final_started)
         store.finish_run(run_id, "stopped", _partial(summary, recorder, started, timings),
                          error="stopped by the user")
+    except RunDiverged as exc:  # the reason and its fix, in one line: no traceback to read
+        _final_time(timings, final_started)
+        store.finish_run(run_id, "failed", _partial(summary, recorder, started, timings),
+                         error=str(exc))
     except Exception as exc:  # a failed run is recorded with what it had, never lost
         _final_time(timings, final_started)
         store.finish_run(run_id, "failed", _partial(summary, recorder, started, timings),

@@ -4,7 +4,8 @@ Methods customise training through ``TrainHooks`` instead of writing their own l
 schedule-driven pruners re-prune after optimizer steps, ASWL adds its regulariser and steps its
 attention optimizer, ADMM unification adds its penalty and updates Z and U. ``fit`` owns what
 every run needs: seeded batching, the optimizer and LR schedule, per-epoch evaluation, live
-events, mask snapshots spread over the run, and a clean stop (``RunStopped``) between steps.
+events, mask snapshots spread over the run, a clean stop (``RunStopped``) between steps, and
+the end of a run whose loss or weights stop being finite (``RunDiverged``, see ``_Divergence``).
 
 The hot loop avoids work that does not change results: evaluation runs once per epoch, events
 are emitted a few times per epoch, and mask statistics are taken from the hooks' current Mask
@@ -27,6 +28,11 @@ from pruning.masks import Mask
 
 class RunStopped(Exception):
     """Raised inside ``fit`` when the caller's ``should_stop()`` turns true (a clean stop)."""
+
+
+class RunDiverged(Exception):
+    """Raised inside ``fit`` when training stopped being finite; the message names the epoch, the
+    step, what went wrong and the fix (one line, shown as the failed run's reason)."""
 
 
 @dataclass(frozen=True)
@@ -160,12 +166,19 @@ def lr_factor(schedule: str, progress: float) -> float:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, data, device: torch.device, split: str = "test",
-             batch_size: int = 512) -> tuple[float, float]:
-    """(mean cross-entropy loss, accuracy in [0, 1]) on a split, model in eval mode."""
+             batch_size: int = 512,
+             check_stop: Callable[[], None] | None = None) -> tuple[float, float]:
+    """(mean cross-entropy loss, accuracy in [0, 1]) on a split, model in eval mode.
+
+    ``check_stop`` (e.g. ``RunContext.check_stop``) is called before each batch, so a stop is
+    honoured within one batch even on a large test set.
+    """
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
     for x, y in data.batches(split, batch_size, shuffle=False):
+        if check_stop is not None:
+            check_stop()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)  # (B, classes)
         total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
@@ -191,10 +204,12 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
     hooks.on_train_start(model, total_steps)
     events_every = max(1, steps_per_epoch // 4)
     generator = ctx.generator(salt=ctx.epochs_done)
+    divergence = _Divergence(steps_per_epoch, device)
     last: dict[str, Any] = {}
     step = 0
     for epoch in range(epochs):
         started = clock = time.perf_counter()  # ``clock``: start of the span now being timed
+        divergence.start_epoch(ctx.epochs_done + 1, ctx.steps_done + 1)
         loss_sum = torch.zeros((), device=device)
         correct_sum = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
@@ -211,6 +226,7 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            divergence.record(task_loss, loss)
             step += 1
             ctx.steps_done += 1
             method_started = ctx.add_time("training", clock)
@@ -228,6 +244,7 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
                                           - epoch, mask)
                     clock = ctx.add_time("recording", recording_started)
             if step % events_every == 0:
+                divergence.check_losses()  # here the event's float(loss) syncs anyway
                 target = hooks.target_sparsity()
                 ctx.emit(phase, ctx.epochs_done * steps_per_epoch + (step - epoch * steps_per_epoch),
                          # epochs_done already counts this fit's finished epochs
@@ -235,8 +252,11 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
                          loss=float(task_loss.detach()), target_sparsity=target, epoch=ctx.epochs_done + 1)
         train_loss = float(loss_sum) / max(seen, 1)
         train_acc = float(correct_sum) / max(seen, 1)
+        divergence.check_losses()
+        divergence.check_weights(model)
         evaluation_started = ctx.add_time("training", clock)
-        test_loss, test_acc = evaluate(model, data, device)
+        test_loss, test_acc = evaluate(model, data, device, check_stop=ctx.check_stop)
+        divergence.check_test_loss(test_loss)
         recording_started = ctx.add_time("evaluation", evaluation_started)
         ctx.epochs_done += 1
         mask = hooks.mask()
@@ -260,6 +280,65 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
                  max(ctx.total_epochs, ctx.epochs_done) * steps_per_epoch,
                  **{k: v for k, v in row.items() if k not in ("layer_sparsity", "phase", "step")}, epoch_end=True)
     return FitResult(step, epochs, last)
+
+
+class _Divergence:
+    """Finds the first optimizer step whose loss is not finite, without a host sync per step.
+
+    Each step copies its (task loss, total loss) into a small device buffer (one kernel, no
+    wait); the buffer is read where ``fit`` waits for the device anyway: at each progress event
+    (a few times per epoch, already reading the loss) and at the epoch's end, which also checks
+    every parameter and buffer once and the evaluated test loss. So a diverged run ends at most a
+    quarter of an epoch after its loss turns nan or inf, with the exact step named. The total loss includes what a method
+    adds (ASWL's regulariser, the ADMM penalty): when only that part is not finite, the fix named
+    is the method's setting rather than the learning rate.
+    """
+
+    def __init__(self, steps_per_epoch: int, device: torch.device):
+        self.losses = torch.zeros((max(steps_per_epoch, 1), 2), device=device)  # (step, task|total)
+        self.epoch, self.first_step, self.count, self.checked = 1, 1, 0, 0
+
+    def start_epoch(self, epoch: int, first_step: int) -> None:
+        """``epoch`` and ``first_step`` are the run's (1-based, over every phase)."""
+        self.epoch, self.first_step, self.count, self.checked = epoch, first_step, 0, 0
+
+    def record(self, task_loss: torch.Tensor, loss: torch.Tensor) -> None:
+        if self.count < self.losses.shape[0]:
+            self.losses[self.count] = torch.stack((task_loss.detach(), loss.detach()))
+        self.count += 1
+
+    def check_losses(self) -> None:
+        start, end = self.checked, min(self.count, self.losses.shape[0])
+        self.checked = end
+        bad = ~torch.isfinite(self.losses[start:end]).all(dim=1)  # (steps,)
+        if not bool(bad.any()):
+            return
+        index = start + int(bad.nonzero()[0])
+        task, total = (float(v) for v in self.losses[index])
+        where = f"diverged at epoch {self.epoch}, step {self.first_step + index}"
+        if math.isfinite(task):
+            raise RunDiverged(f"{where}: the method's added loss term makes the loss {total} (task "
+                              f"loss {task:.3g}); lower the method's penalty setting or the "
+                              f"learning rate")
+        raise RunDiverged(f"{where}: loss is {task}; lower the learning rate")
+
+    def check_test_loss(self, test_loss: float) -> None:
+        """Weights can be finite yet so large that the evaluated loss overflows."""
+        if not math.isfinite(test_loss):
+            raise RunDiverged(f"diverged at epoch {self.epoch}: the test loss is {test_loss}; "
+                              f"lower the learning rate")
+
+    def check_weights(self, model: nn.Module) -> None:
+        tensors = [(name, t) for name, t in (*model.named_parameters(), *model.named_buffers())
+                   if t.is_floating_point()]
+        if not tensors:
+            return
+        finite = torch.stack([torch.isfinite(t.detach()).all() for _, t in tensors])  # (tensors,)
+        if bool(finite.all()):
+            return
+        name = tensors[int((~finite).nonzero()[0])][0]
+        raise RunDiverged(f"diverged at epoch {self.epoch}: {name} is no longer finite; "
+                          f"lower the learning rate")
 
 
 def seeded_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,
