@@ -17,7 +17,7 @@ from pruning.methods import METHODS
 from pruning.methods.scheduled import ScheduledPruning
 from pruning.models import MODELS
 from pruning.schedules import SCHEDULES, schedule_from_config
-from ui import charts, common, forms
+from ui import charts, common, forms, live
 
 SLOT = "run"
 K = "run."  # widget key prefix
@@ -220,6 +220,7 @@ def main() -> None:
     error = None
     try:
         config.validate()
+        live.limits().check(config)  # this server's bounds on one run's work
     except ConfigError as exc:
         error = str(exc)
     if error:

@@ -1,5 +1,6 @@
-"""Runs page: the history of every run, two or more compared side by side, one run's full report
-with its export files (masked weights .pt, compact model, ONNX, metrics CSV), rename and delete.
+"""Runs page: what is training now (with Stop), the history of every run, two or more compared
+side by side, one run's full report with its export files (masked weights .pt, compact model,
+ONNX, metrics CSV), rename and delete.
 
 Everything is read back from the store; export files are produced only when their download button
 is clicked (``st.download_button`` with a callable), so opening the page costs nothing.
@@ -15,7 +16,7 @@ import streamlit as st
 from pruning.export import export_run, metrics_csv
 from pruning.results import METRICS
 from pruning.store import Run
-from ui import charts, common, state
+from ui import charts, common, live, state
 
 #: the history's columns: the run's identity and settings, then every ``list`` metric of
 #: pruning.results.METRICS (labels, formats and help come from there), then when it started
@@ -152,8 +153,12 @@ def manage(runs: list[Run]) -> None:
 
 
 def main() -> None:
-    common.page_setup("Runs", "Every run in the store: its history, a side-by-side comparison, "
-                              "the full report of one run with its export files, and clean-up.")
+    common.page_setup("Runs", "What is training now, and every run in the store: its history, "
+                              "a side-by-side comparison, the full report of one run with its "
+                              "export files, and clean-up.")
+    if live.manager().running():
+        st.subheader("Running now")
+        live.running_jobs(key="runs-running")
     runs = common.store().list_runs()
     if not runs:
         common.empty_state("No runs yet. Train the default session (a few seconds on a CPU) "

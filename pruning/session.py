@@ -26,7 +26,7 @@ from pruning.config import ConfigError, RunConfig
 from pruning.masks import Mask
 from pruning.results import TIME_PARTS, RunSummary, method_extras, time_breakdown_text
 from pruning.store import Run, RunStore
-from pruning.training import Event, RunContext, RunStopped, Stopwatch, evaluate
+from pruning.training import Event, RunContext, RunDiverged, RunStopped, Stopwatch, evaluate
 
 __all__ = ["run_session", "prepare", "train", "measure", "TIME_PARTS", "time_breakdown_text",
            "choose_threads", "set_process_threads", "snapshot_steps", "resolve_device"]
@@ -154,6 +154,7 @@ def run_session(config: RunConfig, store: RunStore,
         with timer("final_measurement"):
             summary = measure(trained, dense_model, ctx, store, run_id, input_shape,
                               flops_dense, measure_latency)
+            ctx.check_stop()
             store.save_model(run_id, trained.model, whole_module=method.changes_architecture)
         summary = replace(summary, duration_s=clock() - started,
                           time_breakdown_s=_rounded(timer.parts))
@@ -161,6 +162,9 @@ def run_session(config: RunConfig, store: RunStore,
     except (RunStopped, KeyboardInterrupt):
         store.finish_run(run_id, "stopped", _partial(ctx, trained, clock() - started),
                          error="stopped by the user")
+    except RunDiverged as exc:  # the reason and its fix, in one line: no traceback to read
+        store.finish_run(run_id, "failed", _partial(ctx, trained, clock() - started),
+                         error=str(exc))
     except Exception as exc:  # a failed run is recorded with what it had, never lost
         store.finish_run(run_id, "failed", _partial(ctx, trained, clock() - started),
                          error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
@@ -221,7 +225,7 @@ def measure(trained: Trained, dense_model: torch.nn.Module, ctx: RunContext, sto
 
     config, device, model, mask = ctx.config, ctx.device, trained.model, trained.mask
     ctx.emit("measure", 0, 1, message="measuring FLOPs and latency")
-    test_loss, test_acc = evaluate(model, ctx.data, device)
+    test_loss, test_acc = evaluate(model, ctx.data, device, check_stop=ctx.check_stop)
     if mask is not None:
         final_step = max(ctx.steps_done, 1)
         if final_step not in {s["step"] for s in store.snapshots(run_id)}:
@@ -232,6 +236,7 @@ def measure(trained: Trained, dense_model: torch.nn.Module, ctx: RunContext, sto
         compact = compact_model(model, mask, example)
     except Exception as exc:  # a layer type the dependency graph cannot cut: say so, go on
         compact, note = model, f"physical removal not possible here: {exc}"
+    ctx.check_stop()  # compaction can take seconds on large models: stop between stages
     dense_params = param_counts(dense_model, None)["params"]
     final_counts = param_counts(model, mask)
     compact_params = param_counts(compact, None)["params"]
@@ -240,6 +245,7 @@ def measure(trained: Trained, dense_model: torch.nn.Module, ctx: RunContext, sto
         sparsities["mask_sparsity"] = None
     latency: dict[str, Any] = {}
     if measure_latency:
+        ctx.check_stop()
         # Dense and final timed round-robin on one batch (a fair ratio on a busy machine);
         # 12 rounds give a stable median in well under 0.1 s for the default model. The
         # Speed lab measures more batch sizes and forms on request.

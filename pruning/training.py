@@ -4,7 +4,8 @@ Methods customise training through ``TrainHooks`` instead of writing their own l
 schedule-driven pruners re-prune after optimizer steps, ASWL adds its regulariser and steps its
 attention optimizer, ADMM unification adds its penalty and updates Z and U. ``fit`` owns what
 every run needs: seeded batching, the optimizer and LR schedule, per-epoch evaluation, live
-events, mask snapshots spread over the run, and a clean stop (``RunStopped``) between steps.
+events, mask snapshots spread over the run, a clean stop (``RunStopped``) between steps, and
+the end of a run whose loss or weights stop being finite (``RunDiverged``, see ``_Divergence``).
 
 The hot loop avoids work that does not change results: evaluation runs once per epoch, events
 are emitted a few times per epoch, and mask statistics are taken from the hooks' current Mask
@@ -32,6 +33,11 @@ from pruning.masks import Mask
 
 class RunStopped(Exception):
     """Raised inside ``fit`` when the caller's ``should_stop()`` turns true (a clean stop)."""
+
+
+class RunDiverged(Exception):
+    """Raised inside ``fit`` when training stopped being finite; the message names the epoch, the
+    step, what went wrong and the fix (one line, shown as the failed run's reason)."""
 
 
 @dataclass(frozen=True)
@@ -211,12 +217,19 @@ def lr_factor(schedule: str, progress: float) -> float:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, data, device: torch.device, split: str = "test",
-             batch_size: int = 512) -> tuple[float, float]:
-    """(mean cross-entropy loss, accuracy in [0, 1]) on a split, model in eval mode."""
+             batch_size: int = 512,
+             check_stop: Callable[[], None] | None = None) -> tuple[float, float]:
+    """(mean cross-entropy loss, accuracy in [0, 1]) on a split, model in eval mode.
+
+    ``check_stop`` (e.g. ``RunContext.check_stop``) is called before each batch, so a stop is
+    honoured within one batch even on a large test set.
+    """
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
     for x, y in data.batches(split, batch_size, shuffle=False):
+        if check_stop is not None:
+            check_stop()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)  # (B, classes)
         total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
@@ -239,6 +252,7 @@ class FitState:
     total_steps: int            # optimizer steps of this fit
     epoch: int = 0              # this fit's current epoch (0-based); at "epoch": the one ended
     step: int = 0               # optimizer steps of this fit so far
+    divergence: _Divergence | None = None  # finds the first non-finite loss or weight
     loss: torch.Tensor | None = None  # the last step's task loss, detached
     epoch_started: float = 0.0  # stopwatch clock at the start of the epoch
     row: dict[str, Any] = field(default_factory=dict)  # at "epoch": the epoch's record so far
@@ -279,10 +293,15 @@ def save_snapshot(state: FitState) -> None:
                                   / state.steps_per_epoch - state.epoch, mask)
 
 
+def events_every(steps_per_epoch: int) -> int:
+    """Steps between progress events: about four per epoch."""
+    return max(1, steps_per_epoch // 4)
+
+
 def emit_progress(state: FitState) -> None:
     """A progress event about four times per epoch: step of the run's total, loss, target."""
     ctx, spe = state.ctx, state.steps_per_epoch
-    if state.step % max(1, spe // 4):
+    if state.step % events_every(spe):
         return
     # epochs_done counts this fit's finished epochs; ``state.epoch`` of them belong to this fit
     ctx.emit(state.phase, ctx.epochs_done * spe + (state.step - state.epoch * spe),
@@ -292,10 +311,13 @@ def emit_progress(state: FitState) -> None:
 
 
 def evaluate_test(state: FitState) -> None:
-    """Test loss and accuracy into the epoch's row."""
+    """Test loss and accuracy into the epoch's row (a non-finite test loss ends the run)."""
     ctx = state.ctx
     with ctx.stopwatch("evaluation"):
-        test_loss, test_acc = evaluate(state.model, ctx.data, ctx.device)
+        test_loss, test_acc = evaluate(state.model, ctx.data, ctx.device,
+                                       check_stop=ctx.check_stop)
+    if state.divergence is not None:
+        state.divergence.check_test_loss(test_loss)
     state.row.update(test_loss=test_loss, test_acc=test_acc)
 
 
@@ -352,9 +374,13 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
     total_steps = max(1, epochs * steps_per_epoch)
     hooks.on_train_start(model, total_steps)
     generator = ctx.generator(salt=ctx.epochs_done)
-    state = FitState(ctx, model, hooks, optimizer, phase, epochs, steps_per_epoch, total_steps)
+    divergence = _Divergence(steps_per_epoch, device)
+    state = FitState(ctx, model, hooks, optimizer, phase, epochs, steps_per_epoch, total_steps,
+                     divergence)
+    check_every = events_every(steps_per_epoch)
     for epoch in range(epochs):
         state.epoch, state.epoch_started = epoch, timer.clock()
+        divergence.start_epoch(ctx.epochs_done + 1, ctx.steps_done + 1)
         with timer("training"):
             loss_sum = torch.zeros((), device=device)
             correct_sum = torch.zeros((), device=device, dtype=torch.long)
@@ -372,6 +398,7 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                divergence.record(task_loss, loss)
                 state.step += 1
                 ctx.steps_done += 1
                 with timer("method"):
@@ -381,16 +408,79 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
                 loss_sum += state.loss * y.numel()
                 correct_sum += (logits.detach().argmax(1) == y).sum()
                 seen += y.numel()
+                if state.step % check_every == 0:
+                    divergence.check_losses()  # the progress event's float(loss) syncs anyway
                 for callback in callbacks:
                     callback("step", state)
             train_loss = float(loss_sum) / max(seen, 1)
             train_acc = float(correct_sum) / max(seen, 1)
+            divergence.check_losses()
+            divergence.check_weights(model)
         ctx.epochs_done += 1
         state.row = {"epoch": ctx.epochs_done, "phase": phase, "step": ctx.steps_done,
                      "train_loss": train_loss, "train_acc": train_acc}
         for callback in callbacks:
             callback("epoch", state)
     return FitResult(state.step, epochs, state.row)
+
+
+class _Divergence:
+    """Finds the first optimizer step whose loss is not finite, without a host sync per step.
+
+    Each step copies its (task loss, total loss) into a small device buffer (one kernel, no
+    wait); the buffer is read where ``fit`` waits for the device anyway: at each progress event
+    (a few times per epoch, already reading the loss) and at the epoch's end, which also checks
+    every parameter and buffer once and the evaluated test loss. So a diverged run ends at most a
+    quarter of an epoch after its loss turns nan or inf, with the exact step named. The total loss includes what a method
+    adds (ASWL's regulariser, the ADMM penalty): when only that part is not finite, the fix named
+    is the method's setting rather than the learning rate.
+    """
+
+    def __init__(self, steps_per_epoch: int, device: torch.device):
+        self.losses = torch.zeros((max(steps_per_epoch, 1), 2), device=device)  # (step, task|total)
+        self.epoch, self.first_step, self.count, self.checked = 1, 1, 0, 0
+
+    def start_epoch(self, epoch: int, first_step: int) -> None:
+        """``epoch`` and ``first_step`` are the run's (1-based, over every phase)."""
+        self.epoch, self.first_step, self.count, self.checked = epoch, first_step, 0, 0
+
+    def record(self, task_loss: torch.Tensor, loss: torch.Tensor) -> None:
+        if self.count < self.losses.shape[0]:
+            self.losses[self.count] = torch.stack((task_loss.detach(), loss.detach()))
+        self.count += 1
+
+    def check_losses(self) -> None:
+        start, end = self.checked, min(self.count, self.losses.shape[0])
+        self.checked = end
+        bad = ~torch.isfinite(self.losses[start:end]).all(dim=1)  # (steps,)
+        if not bool(bad.any()):
+            return
+        index = start + int(bad.nonzero()[0])
+        task, total = (float(v) for v in self.losses[index])
+        where = f"diverged at epoch {self.epoch}, step {self.first_step + index}"
+        if math.isfinite(task):
+            raise RunDiverged(f"{where}: the method's added loss term makes the loss {total} (task "
+                              f"loss {task:.3g}); lower the method's penalty setting or the "
+                              f"learning rate")
+        raise RunDiverged(f"{where}: loss is {task}; lower the learning rate")
+
+    def check_test_loss(self, test_loss: float) -> None:
+        """Weights can be finite yet so large that the evaluated loss overflows."""
+        if not math.isfinite(test_loss):
+            raise RunDiverged(f"diverged at epoch {self.epoch}: the test loss is {test_loss}; "
+                              f"lower the learning rate")
+
+    def check_weights(self, model: nn.Module) -> None:
+        tensors = [(name, t) for name, t in (*model.named_parameters(), *model.named_buffers())
+                   if t.is_floating_point()]
+        if not tensors:
+            return
+        finite = torch.stack([torch.isfinite(t.detach()).all() for _, t in tensors])  # (tensors,)
+        if bool(finite.all()):
+            return
+        name = tensors[int((~finite).nonzero()[0])][0]
+        raise RunDiverged(f"diverged at epoch {self.epoch}: {name} is no longer finite; "
+                          f"lower the learning rate")
 
 
 def seeded_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,

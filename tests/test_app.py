@@ -22,7 +22,7 @@ from pruning.config import ConfigError, RunConfig
 from pruning.session import run_session
 from pruning.store import RunStore
 from pruning.training import Event
-from ui import charts, common, forms, jobs
+from ui import charts, common, forms, jobs, live
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["app.py"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
@@ -44,7 +44,7 @@ def no_exception(at: AppTest) -> None:
 
 def wait_for_jobs(timeout: float = TIMEOUT) -> None:
     deadline = time.time() + timeout
-    for job in jobs.manager().running():
+    for job in live.manager().running():
         assert job.wait(max(0.1, deadline - time.time())), "a background job did not finish"
 
 
@@ -126,7 +126,7 @@ def test_home_default_run_completes_and_appears_on_runs(empty_home, tiny_default
     at.button(key="home-run").click().run()
     no_exception(at)
     job_id = at.session_state["job:home"]
-    job = jobs.manager().get(job_id)
+    job = live.manager().get(job_id)
     assert job is not None
     assert job.wait(TIMEOUT)
     at.run()  # what the fragment's st.rerun() does in the browser
@@ -149,8 +149,8 @@ def test_two_sessions_train_at_once(empty_home, tiny_default, monkeypatch):
     first, second = app("app.py"), app("app.py")
     first.button(key="home-run").click().run()
     second.button(key="home-run").click().run()
-    a = jobs.manager().get(first.session_state["job:home"])
-    b = jobs.manager().get(second.session_state["job:home"])
+    a = live.manager().get(first.session_state["job:home"])
+    b = live.manager().get(second.session_state["job:home"])
     assert a.id != b.id
     assert a.wait(TIMEOUT) and b.wait(TIMEOUT)
     # they trained at the same time: the second started before the first finished
@@ -219,11 +219,11 @@ def test_run_page_bad_value_shows_error_and_disables_run(empty_home):
 
 
 def test_run_page_trains_and_stop_ends_cleanly(empty_home):
-    at = app("pages/1_Run.py", {"epochs": "500", "max_train_samples": "128",
+    at = app("pages/1_Run.py", {"epochs": "200", "max_train_samples": "128",
                                 "batch_size": "64"})
     at.button(key="run-start").click().run()
     no_exception(at)
-    job = jobs.manager().get(at.session_state["job:run"])
+    job = live.manager().get(at.session_state["job:run"])
     store = RunStore(empty_home)
     deadline = time.time() + TIMEOUT
     while not (job.progress().run_id and store.epochs(job.progress().run_id)):
@@ -237,7 +237,7 @@ def test_run_page_trains_and_stop_ends_cleanly(empty_home):
     no_exception(at)
     run = store.get_run(job.progress().run_id)
     assert run.status == "stopped" and job.progress().status == "stopped"
-    assert 1 <= len(store.epochs(run.id)) < 500  # the history is kept
+    assert 1 <= len(store.epochs(run.id)) < 200  # the history is kept
     assert any("stopped" in w.value for w in at.warning)
 
 
@@ -310,7 +310,7 @@ def test_tradeoffs_sweep_runs_in_background(empty_home):
     at.checkbox(key="to-sw-latency").uncheck().run()
     at.button(key="to-sweep").click().run()
     no_exception(at)
-    job = jobs.manager().get(at.session_state["job:tradeoffs"])
+    job = live.manager().get(at.session_state["job:tradeoffs"])
     assert job.progress().count == 2
     assert job.wait(TIMEOUT)
     at.run()
@@ -450,6 +450,7 @@ def test_job_progress_stop_and_limit(tmp_path):
 
     def runner(config, store, on_event, should_stop, name, measure_latency):
         run_id = store.create_run(config)
+        on_event(Event("created", 0, 0, {"run_id": run_id}))  # as run_session does
         for step in range(1, 1000):
             on_event(Event("train", step, 1000, {"epoch": 1, "loss": 1.0 / step}))
             if should_stop():
@@ -459,7 +460,7 @@ def test_job_progress_stop_and_limit(tmp_path):
         store.finish_run(run_id, "done")
         return store.get_run(run_id)
 
-    manager = jobs.JobManager(max_running=1)
+    manager = jobs.JobManager(jobs.JobLimits(max_jobs=1))
     store = RunStore(tmp_path)
     job = manager.submit(jobs.Job([TINY, TINY], store, kind="sweep", runner=runner))
     deadline = time.time() + 10
@@ -479,12 +480,12 @@ def test_job_progress_stop_and_limit(tmp_path):
 
 
 def test_start_run_refuses_bad_config_before_starting(tmp_path):
-    before = len(jobs.manager().running())
+    before = len(live.manager().running())
     with pytest.raises(ConfigError, match="sparsity"):
-        jobs.start_run(RunConfig(sparsity=1.5), RunStore(tmp_path))
+        live.start_run(RunConfig(sparsity=1.5), RunStore(tmp_path))
     with pytest.raises(ConfigError):
-        jobs.start_sweep([TINY, TINY.replace(model="nope")], RunStore(tmp_path))
-    assert len(jobs.manager().running()) == before
+        live.start_sweep([TINY, TINY.replace(model="nope")], RunStore(tmp_path))
+    assert len(live.manager().running()) == before
     assert not (tmp_path / "runs.db").exists()
 
 
@@ -522,6 +523,7 @@ def test_job_progress_never_goes_back(tmp_path):
 
     def runner(config, store, on_event, **kwargs):
         run_id = store.create_run(config)
+        on_event(Event("created", 0, 0, {"run_id": run_id}))
         on_event(Event("train", 3, 4, {"epoch": 1}))
         on_event(Event("measure", 0, 1, {"message": "measuring FLOPs and latency"}))
         seen.append(True)

@@ -1,4 +1,9 @@
-"""run_session: determinism, what a run records, clean stop and failure recording."""
+"""run_session: determinism, what a run records, clean stop and failure recording.
+
+Where a run's time went is checked with injected clocks (``run_session(clock=...)``): one that
+advances a second per read, and one that moves only when a patched step says so, so the tests
+assert which parts were timed and what they add up to, never how long anything took.
+"""
 import pytest
 import torch
 
@@ -7,6 +12,17 @@ from pruning.session import StoreRecorder, run_session, snapshot_steps
 from pruning.store import RunStore
 
 TINY = RunConfig(epochs=2, max_train_samples=256, snapshots=4)
+
+
+class TickingClock:
+    """An injected clock (``run_session(clock=...)``) that advances one second per read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return float(self.reads)
 
 
 def test_snapshot_steps_spread_and_include_last():
@@ -51,7 +67,7 @@ def test_stop_is_recorded_with_history(tmp_path):
         return any(e.metrics.get("epoch_end") for e in events)
 
     run = run_session(TINY.replace(epochs=5), store, on_event=events.append, should_stop=should_stop,
-                      measure_latency=False)
+                      measure_latency=False, clock=TickingClock())
     assert run.status == "stopped"
     assert run.summary["epochs_done"] == 1
     assert len(store.epochs(run.id)) == 1
@@ -60,8 +76,8 @@ def test_stop_is_recorded_with_history(tmp_path):
     breakdown = run.summary["time_breakdown_s"]
     assert {"setup", "training", "method", "evaluation"} <= set(breakdown)
     assert "final_measurement" not in breakdown
-    assert breakdown["training"] > 0
-    assert sum(breakdown.values()) == pytest.approx(run.summary["duration_s"], abs=0.01)
+    assert all(breakdown[part] >= 1 for part in ("setup", "training", "method", "evaluation"))
+    assert sum(breakdown.values()) < run.summary["duration_s"]  # the parts lie within the call
 
 
 def test_failure_is_recorded_not_lost(tmp_path, monkeypatch):
@@ -165,13 +181,11 @@ def test_concurrent_runs_give_what_they_give_alone(tmp_path):
 def test_summary_says_where_the_time_went(tmp_path):
     from pruning.session import TIME_PARTS, time_breakdown_text
 
-    run = run_session(TINY, RunStore(tmp_path), measure_latency=False)
+    run = run_session(TINY, RunStore(tmp_path), measure_latency=False, clock=TickingClock())
     breakdown = run.summary["time_breakdown_s"]
     assert list(breakdown) == list(TIME_PARTS)  # every part, in a run's order
-    assert all(seconds >= 0 for seconds in breakdown.values())
-    # the parts cover the whole call, apart from creating the store entry and rounding
-    assert sum(breakdown.values()) == pytest.approx(run.summary["duration_s"], rel=0.05, abs=0.05)
-    assert breakdown["method"] > 0 and breakdown["evaluation"] > 0  # pruning ran, epochs were evaluated
+    assert all(seconds >= 1 for seconds in breakdown.values())  # each part was timed
+    assert sum(breakdown.values()) < run.summary["duration_s"]  # the parts lie within the call
     text = time_breakdown_text(run.summary)
     assert text.startswith("setup") and "evaluation after each epoch" in text
 

@@ -7,6 +7,9 @@ thin by using what lives here:
                  run/epoch frames and number formatting.
 - ``ui.state``   what a browser session remembers: ids and choices, never models.
 - ``ui.forms``   widgets generated from config dataclasses; RunConfig <-> URL query parameters.
-- ``ui.jobs``    runs and sweeps in background threads, with live progress and a Stop button.
+- ``ui.jobs``    the job engine (no Streamlit): runs and sweeps in background threads, Stop, and
+                 the server's limits on jobs (``JobLimits``).
+- ``ui.live``    jobs in the app: the server's job manager, starting jobs for a visitor, the live
+                 panel (progress, curves, Stop) and the list of every running job.
 - ``ui.charts``  plotly figure builders from pandas frames, in one consistent style.
 """

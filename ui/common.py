@@ -18,7 +18,7 @@ import streamlit as st
 from pruning.config import ConfigError, RunConfig
 from pruning.results import METRICS, Metric, time_breakdown_text
 from pruning.store import Run, RunStore, home_dir
-from ui import jobs, state
+from ui import jobs, live, state
 
 APP_TITLE = "Pruning Explorer"
 
@@ -40,7 +40,7 @@ def _sidebar() -> None:
         st.caption(f"**{APP_TITLE}** — see what pruning does to a network: which layers lose "
                    "how much, how masks change during training, and what it buys in accuracy, "
                    "size, FLOPs and latency.")
-        running = [job for job in map(jobs.manager().get, state.session_jobs().values())
+        running = [job for job in map(live.manager().get, state.session_jobs().values())
                    if job is not None and job.progress().running]
         if running:
             # drawn once per page run, so no live percentage here: the page that started the
@@ -243,7 +243,7 @@ def empty_state(message: str, *, key: str, config: RunConfig | None = None,
 
 def show_job(slot: str, *, show_curves: bool = True) -> jobs.JobProgress | None:
     """The live panel of the job this session started in ``slot``; remembers its last run."""
-    progress = jobs.live_panel(state.job_id(slot), key=slot, show_curves=show_curves)
+    progress = live.live_panel(state.job_id(slot), key=slot, show_curves=show_curves)
     if progress is None:
         state.clear_job(slot)
         return None
@@ -258,9 +258,9 @@ def start_job(slot: str, configs: Sequence[RunConfig], *, name: str | None = Non
     the live panel; on bad input show st.error (naming the fix) and return."""
     with user_errors():
         if len(configs) == 1:
-            job = jobs.start_run(configs[0], store(), name=name, measure_latency=measure_latency)
+            job = live.start_run(configs[0], store(), name=name, measure_latency=measure_latency)
         else:
-            job = jobs.start_sweep(configs, store(), measure_latency=measure_latency)
+            job = live.start_sweep(configs, store(), measure_latency=measure_latency)
         state.set_job(slot, job.id)
         st.rerun()  # redraw the page with its start button disabled and the live panel
     return None
@@ -268,7 +268,7 @@ def start_job(slot: str, configs: Sequence[RunConfig], *, name: str | None = Non
 
 def slot_running(slot: str) -> bool:
     """True while the job this session started in ``slot`` is training."""
-    job = jobs.manager().get(state.job_id(slot))
+    job = live.manager().get(state.job_id(slot))
     return job is not None and job.progress().running
 
 

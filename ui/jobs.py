@@ -1,54 +1,53 @@
-"""Background jobs: a run or a sweep trains in a daemon thread while the page stays responsive.
+"""Background jobs: runs and sweeps that train in daemon threads, within the server's limits.
 
-Why threads: Streamlit runs a page's script to completion before the browser sees anything, so a
-run trained inside the script would freeze the page (and its Stop button). Instead a page calls
-``start_run`` / ``start_sweep`` once, when a button is pressed; the job calls
+This is the engine; it imports no Streamlit (``ui.live`` draws jobs and keeps the one
+``JobManager`` of a server process). Why threads: Streamlit runs a page's script to completion
+before the browser sees anything, so a run trained inside the script would freeze the page (and
+its Stop button). Instead a page starts a ``Job`` once, when a button is pressed; the job calls
 ``pruning.session.run_session`` in a ``threading.Thread(daemon=True)`` with
 
-- ``should_stop`` = a ``threading.Event`` that the Stop button sets (the run ends cleanly between
-  optimizer steps and is recorded as ``stopped`` with its history), and
-- ``on_event`` = a callback that copies the latest progress into the job under a lock.
+- ``should_stop`` = the job's ``should_stop``: true once Stop was pressed, the job ran past the
+  server's time limit, or the visitor who started it has left (the run ends cleanly within one
+  step or one scoring pass and is recorded as ``stopped`` with its history), and
+- ``on_event`` = a callback that copies the latest progress into the job under a lock; the
+  session's ``created`` event tells the job the id of each run as soon as its row exists, so
+  the live panel can read that run's epoch rows while it trains.
 
-The page then shows ``live_panel(job_id)``: an ``st.fragment(run_every=...)`` that re-reads the
-job's progress and the store's epoch rows about once a second (live accuracy/sparsity curves) and,
-when the job ends, triggers one full rerun (``st.rerun()``) so the page draws the result from the
-store.
+Limits (``JobLimits``, read from the environment so a lab server can set them): epochs per run,
+every whole-number method setting (SynFlow and i-SpaSP iterations, i-SpaSP pruning batches, ADMM
+rounds …), seconds per job, jobs per server and jobs per visitor. A config over a limit is refused
+before anything starts, with one line naming the limit and its variable.
 
-Jobs live in one process-wide ``JobManager`` (``manager()``, an ``st.cache_resource``): sessions
-only keep job ids (``ui.state``), so two browser tabs each have their own independent job and
-neither blocks the other. Nothing here is module-level mutable state.
+A visitor who leaves (closes the tab, loses the connection) cannot see or stop their job any more
+from their page, yet it would keep a share of the server's cores: such a job stops once its
+visitor has been gone for ``left_grace_s`` (a reconnect within that time keeps it). Its history
+is kept, as for any stopped run. Every running job is also listed, with Stop, on the Runs page.
 
 Threads and CPU cores: ``torch.set_num_threads`` sets the size of torch's intra-op pool for the
 whole process, not per thread. Every job sets the same value, ``job_threads()`` = half the cores
 (at least 1; ``PRUNING_JOB_THREADS`` overrides), so two concurrent runs share the machine instead
-of each starting a pool as large as the machine and thrashing. The small default models are
-dominated by per-op overhead, so one run loses little by using half the cores. Measured on a
-2-core machine that was busy with other work: the default session took 22 s with 1 thread and
-360-480 s with 2 (OpenMP workers spinning against the other processes), so oversubscribing is by
-far the worse mistake.
+of each starting a pool as large as the machine and thrashing. Measured on a 2-core machine that
+was busy with other work: the default session took 22 s with 1 thread and 360-480 s with 2
+(OpenMP workers spinning against the other processes), so oversubscribing is the worse mistake.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
-
-import pandas as pd
-import streamlit as st
+from typing import Any, Callable, Mapping, Sequence
 
 from pruning.config import ConfigError, RunConfig
 from pruning.store import RunStore
 from pruning.training import Event
 
-#: how often the live panel refreshes while a job runs (seconds)
-REFRESH_S = 1.0
-#: at most this many jobs train at once in one server; more are refused with a message
-MAX_RUNNING = 4
 #: finished jobs kept for their sessions to read back (oldest dropped first)
 KEEP_FINISHED = 64
+#: how often (seconds) a running job asks whether its visitor is still connected
+PRESENCE_EVERY_S = 1.0
 
 
 def job_threads() -> int:
@@ -57,6 +56,69 @@ def job_threads() -> int:
     if raw.strip().isdigit() and int(raw) > 0:
         return int(raw)
     return max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """What one server lets a job do. Each field is set by the environment variable in
+    ``JobLimits.VARIABLES`` (README, "Serving the app"); the defaults suit a lab server."""
+    max_epochs: int = 200               # epochs of one run
+    max_method_iterations: int = 1000   # every whole-number method setting (iterations, rounds …)
+    max_seconds: float = 3600.0         # wall time of one job (a sweep counts as one job)
+    max_jobs: int = 4                   # jobs training at once on the server
+    max_jobs_per_visitor: int = 2       # jobs one browser session may have training at once
+    left_grace_s: float = 30.0          # a job stops once its visitor has been gone this long
+
+    VARIABLES = {
+        "max_epochs": "PRUNING_MAX_EPOCHS",
+        "max_method_iterations": "PRUNING_MAX_METHOD_ITERATIONS",
+        "max_seconds": "PRUNING_MAX_JOB_SECONDS",
+        "max_jobs": "PRUNING_MAX_JOBS",
+        "max_jobs_per_visitor": "PRUNING_MAX_JOBS_PER_VISITOR",
+        "left_grace_s": "PRUNING_LEFT_GRACE_SECONDS",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "JobLimits":
+        """The limits set in the environment (others at their defaults); ConfigError if one is
+        not a positive number."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(cls.VARIABLES[f.name], "").strip()
+            if not raw:
+                continue
+            kind = int if f.type == "int" else float
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = None
+            if value is None or not value > 0 or value == float("inf"):
+                raise ConfigError(f"{cls.VARIABLES[f.name]}={raw!r} is not a positive "
+                                  f"{'whole number' if kind is int else 'number'}; unset it for "
+                                  f"the default ({getattr(cls(), f.name):g}) or give one")
+            values[f.name] = value
+        return cls(**values)
+
+    def check(self, config: RunConfig) -> None:
+        """ConfigError naming the limit and its variable when ``config`` asks for more work."""
+        if config.epochs > self.max_epochs:
+            raise ConfigError(f"{config.epochs} epochs is over this server's limit of "
+                              f"{self.max_epochs} per run ({self.VARIABLES['max_epochs']}); "
+                              f"choose fewer epochs")
+        from pruning.methods import method_config
+
+        settings = method_config(config)
+        if settings is None:
+            return
+        for f in dataclasses.fields(settings):
+            value = getattr(settings, f.name)
+            if isinstance(value, int) and not isinstance(value, bool) \
+                    and value > self.max_method_iterations:
+                raise ConfigError(
+                    f"{config.method} {f.name}={value} is over this server's limit of "
+                    f"{self.max_method_iterations} for a method's counts "
+                    f"({self.VARIABLES['max_method_iterations']}); choose a smaller {f.name}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +139,7 @@ class JobProgress:
     statuses: tuple = ()           # final status of each finished run, in order
     message: str = ""
     error: str | None = None       # a one-line, user-facing reason when the job failed
+    stop_reason: str | None = None  # why it was asked to stop (the user, the time limit …)
     started: float = 0.0
     finished: float | None = None
 
@@ -102,38 +165,38 @@ class JobProgress:
         return (self.finished or time.time()) - self.started
 
 
-class _TrackingStore(RunStore):
-    """A RunStore that tells the job the id of each run as soon as ``run_session`` creates it,
-    so the live panel can read that run's epoch rows while it trains."""
-
-    def __init__(self, home, on_create: Callable[[str], None]):
-        super().__init__(home)
-        self._on_create = on_create
-
-    def create_run(self, config, environment=None, name=None) -> str:
-        run_id = super().create_run(config, environment, name)
-        self._on_create(run_id)
-        return run_id
-
-
 class Job:
-    """One background job: trains ``configs`` one after another with ``run_session``."""
+    """One background job: trains ``configs`` one after another with ``run_session``.
+
+    ``owner`` names the visitor (browser session) that started it and ``owner_present`` says
+    whether that visitor is still connected; ``clock`` (seconds, monotonic) measures the time
+    limit and the visitor's absence, and is injected by tests.
+    """
 
     def __init__(self, configs: Sequence[RunConfig], store: RunStore, *, kind: str = "run",
                  names: Sequence[str | None] | None = None, measure_latency: bool = True,
-                 threads: int | None = None,
-                 runner: Callable[..., Any] | None = None):
+                 threads: int | None = None, runner: Callable[..., Any] | None = None,
+                 limits: JobLimits | None = None, owner: str | None = None,
+                 owner_present: Callable[[], bool] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         if not configs:
             raise ConfigError("nothing to run: the list of configurations is empty")
         self.id = uuid.uuid4().hex[:12]
         self.configs = list(configs)
         self.names = list(names) if names is not None else [None] * len(self.configs)
-        self.store_home = store.home
+        self.store = store
         self.measure_latency = measure_latency
         self.threads = threads or job_threads()
+        self.limits = limits or JobLimits()
+        self.owner = owner
+        self._owner_present = owner_present
+        self._clock = clock
         self._runner = runner
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._started_at = clock()
+        self._next_presence_check = self._started_at
+        self._absent_since: float | None = None
         self._progress = JobProgress(job_id=self.id, kind=kind, count=len(self.configs),
                                      started=time.time())
         self._thread = threading.Thread(target=self._work, name=f"pruning-job-{self.id}",
@@ -144,12 +207,35 @@ class Job:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "stopped by the user") -> None:
         """Ask the job to end; the run in progress is recorded as ``stopped`` with its history."""
+        with self._lock:
+            if self._progress.stop_reason is None:
+                self._progress = replace(self._progress, stop_reason=reason)
         self._stop.set()
 
     @property
     def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def should_stop(self) -> bool:
+        """The run's ``should_stop``: Stop was pressed, the time limit passed, or the visitor has
+        been gone longer than the grace period. Called at every step and scoring pass, so it
+        reads the visitor's presence at most every ``PRESENCE_EVERY_S`` seconds."""
+        if self._stop.is_set():
+            return True
+        now = self._clock()
+        if now - self._started_at > self.limits.max_seconds:
+            self.stop(f"stopped at this server's time limit of {self.limits.max_seconds:g} s "
+                      f"per job ({JobLimits.VARIABLES['max_seconds']})")
+        elif self._owner_present is not None and now >= self._next_presence_check:
+            self._next_presence_check = now + PRESENCE_EVERY_S
+            if self._owner_present():
+                self._absent_since = None
+            elif self._absent_since is None:
+                self._absent_since = now
+            elif now - self._absent_since >= self.limits.left_grace_s:
+                self.stop("stopped because the visitor who started it left")
         return self._stop.is_set()
 
     def progress(self) -> JobProgress:
@@ -169,12 +255,13 @@ class Job:
         with self._lock:
             self._progress = replace(self._progress, **changes)
 
-    def _add_run(self, run_id: str) -> None:
-        with self._lock:
-            self._progress = replace(self._progress, run_ids=self._progress.run_ids + (run_id,))
-
     def _on_event(self, event: Event) -> None:
         metrics = dict(event.metrics)
+        if event.phase == "created":  # a run row now exists: the live panel can follow it
+            with self._lock:
+                self._progress = replace(self._progress,
+                                         run_ids=self._progress.run_ids + (metrics["run_id"],))
+            return
         changes: dict[str, Any] = {"phase": event.phase, "step": event.step, "total": event.total,
                                    "metrics": metrics}
         if event.total > 0:
@@ -203,17 +290,16 @@ class Job:
         runner = self._runner or run_session
         # Process-wide setting (see the module docstring); every job sets the same value.
         torch.set_num_threads(self.threads)
-        store = _TrackingStore(self.store_home, self._add_run)
         statuses: list[str] = []
         errors: list[str] = []
         for index, (config, name) in enumerate(zip(self.configs, self.names), start=1):
-            if self._stop.is_set():
+            if self.should_stop():
                 break
             self._update(index=index, phase="preparing", step=0, total=0, within=0.0, metrics={},
                          last_epoch={}, message=f"preparing run {index} of {len(self.configs)}")
             try:
-                run = runner(config, store, on_event=self._on_event,
-                             should_stop=self._stop.is_set, name=name,
+                run = runner(config, self.store, on_event=self._on_event,
+                             should_stop=self.should_stop, name=name,
                              measure_latency=self.measure_latency)
             except ConfigError as exc:  # e.g. dataset files missing: nothing was written
                 errors.append(str(exc))
@@ -226,6 +312,10 @@ class Job:
                 self._update(statuses=tuple(statuses))
                 continue
             statuses.append(run.status)
+            reason = self.progress().stop_reason
+            if run.status == "stopped" and reason and run.error != reason:
+                # the session records every stop as the user's; say what really ended it
+                self.store.finish_run(run.id, "stopped", run.summary, error=reason)
             if run.status == "failed" and run.error:
                 errors.append(run.error.splitlines()[0])
             self._update(statuses=tuple(statuses))
@@ -235,7 +325,7 @@ class Job:
             status = "failed"
         else:
             status = "done"
-        message = {"done": "finished", "stopped": "stopped by the user",
+        message = {"done": "finished", "stopped": self.progress().stop_reason or "stopped",
                    "failed": "failed"}[status]
         if errors and status != "failed":
             message += f" ({len(errors)} of {len(self.configs)} runs failed)"
@@ -244,21 +334,32 @@ class Job:
 
 
 class JobManager:
-    """Process-wide registry of jobs by id; sessions hold only the ids."""
+    """Process-wide registry of jobs by id, which enforces the limits on running jobs; sessions
+    hold only the ids."""
 
-    def __init__(self, max_running: int = MAX_RUNNING, keep_finished: int = KEEP_FINISHED):
-        self.max_running = max_running
+    def __init__(self, limits: JobLimits | None = None, keep_finished: int = KEEP_FINISHED):
+        self.limits = limits or JobLimits()
         self.keep_finished = keep_finished
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
 
     def submit(self, job: Job) -> Job:
+        """Start ``job``, or ConfigError when the server or its visitor is at the limit."""
         with self._lock:
-            running = sum(1 for j in self._jobs.values() if j.is_alive())
-            if running >= self.max_running:
-                raise ConfigError(f"{running} runs are already training on this server; "
-                                  f"wait for one to finish (or stop yours) and try again")
-            finished = [k for k, j in self._jobs.items() if not j.is_alive()]
+            # a job counts from its submission (its thread starts after the lock is released)
+            running = [j for j in self._jobs.values() if j.progress().running]
+            if len(running) >= self.limits.max_jobs:
+                raise ConfigError(
+                    f"{len(running)} runs are already training on this server, its limit "
+                    f"({JobLimits.VARIABLES['max_jobs']}={self.limits.max_jobs}); wait for one "
+                    f"to finish, or stop one in “Running now” on the Runs page")
+            mine = [j for j in running if job.owner is not None and j.owner == job.owner]
+            if len(mine) >= self.limits.max_jobs_per_visitor:
+                raise ConfigError(
+                    f"you already have {len(mine)} runs or sweeps training, this server's limit "
+                    f"per visitor ({JobLimits.VARIABLES['max_jobs_per_visitor']}="
+                    f"{self.limits.max_jobs_per_visitor}); stop one (Runs page) or wait for it")
+            finished = [k for k, j in self._jobs.items() if not j.progress().running]
             for key in finished[:max(0, len(finished) - self.keep_finished + 1)]:
                 del self._jobs[key]
             self._jobs[job.id] = job
@@ -271,130 +372,18 @@ class JobManager:
             return self._jobs.get(job_id)
 
     def running(self) -> list[Job]:
+        """Jobs still training, oldest first."""
         with self._lock:
-            return [j for j in self._jobs.values() if j.is_alive()]
+            return [j for j in self._jobs.values() if j.progress().running]
 
 
-@st.cache_resource(show_spinner=False)
-def manager() -> JobManager:
-    """The one JobManager of this Streamlit server process (shared by every session)."""
-    return JobManager()
-
-
-def check_config(config: RunConfig) -> None:
+def check_config(config: RunConfig, limits: JobLimits) -> None:
     """What can be refused at once, before a thread starts: ConfigError naming the fix."""
     from pruning import data, models
     from pruning.session import resolve_device
 
     config.validate()
+    limits.check(config)
     channels, size, _ = data.dataset_shape(config)
     models.check_compatible(config.model, channels, size)
     resolve_device(config.device)
-
-
-def start_run(config: RunConfig, store: RunStore, *, name: str | None = None,
-              measure_latency: bool = True) -> Job:
-    """Validate ``config`` (ConfigError if bad) and train it in the background."""
-    check_config(config)
-    return manager().submit(Job([config], store, kind="run", names=[name],
-                                measure_latency=measure_latency))
-
-
-def start_sweep(configs: Sequence[RunConfig], store: RunStore, *,
-                measure_latency: bool = True) -> Job:
-    """Validate every config first (nothing starts if one is bad), then train them in turn."""
-    for config in configs:
-        check_config(config)
-    return manager().submit(Job(configs, store, kind="sweep", measure_latency=measure_latency))
-
-
-# ---- rendering --------------------------------------------------------------------------------
-def _progress_text(p: JobProgress) -> str:
-    parts = [f"{p.fraction:.0%}"]
-    if p.count > 1:
-        parts.append(f"run {max(p.index, 1)} of {p.count}")
-    m = p.metrics
-    if p.running:
-        parts.append(p.phase)
-        if m.get("epoch") is not None and not m.get("epoch_end"):
-            parts.append(f"epoch {m['epoch']}")
-    parts.append(f"{p.elapsed_s:.0f} s elapsed")
-    return " · ".join(parts)
-
-
-def _metrics_row(p: JobProgress) -> None:
-    from ui.common import fmt_pct
-
-    m, last = p.metrics, p.last_epoch
-    cols = st.columns(4)
-    cols[0].metric("Epochs done", last.get("epoch", 0))
-    loss = m.get("loss", last.get("train_loss"))
-    cols[1].metric("Train loss", "–" if loss is None else f"{loss:.3f}")
-    cols[2].metric("Test accuracy", fmt_pct(last.get("test_acc")))
-    sparsity = last.get("mask_sparsity", m.get("target_sparsity"))
-    cols[3].metric("Sparsity (mask)", fmt_pct(sparsity))
-
-
-def _final_message(p: JobProgress) -> None:
-    what = "Sweep" if p.kind == "sweep" else "Run"
-    if p.status == "done" and not p.error:
-        st.success(f"{what} finished in {p.elapsed_s:.0f} s.")
-    elif p.status == "done":
-        st.warning(f"{what} finished in {p.elapsed_s:.0f} s; {p.message}. First error: {p.error}")
-    elif p.status == "stopped":
-        st.warning(f"{what} stopped after {p.elapsed_s:.0f} s; what it trained so far is kept "
-                   "(status “stopped”).")
-    else:
-        st.error(f"{what} failed: {p.error or 'see the Runs page for details'}")
-
-
-def live_panel(job_id: str | None, *, key: str, show_curves: bool = True,
-               store: RunStore | None = None) -> JobProgress | None:
-    """Show a job's progress, live curves and a Stop button; None if the job is unknown.
-
-    While the job runs, a fragment refreshes every ``REFRESH_S`` seconds without rerunning the
-    page; when the job ends it reruns the whole page once so the page can draw the result. After
-    that the panel shows the final status line (and returns the final progress).
-    """
-    job = manager().get(job_id)
-    if job is None:
-        return None
-    started_running = job.progress().running
-
-    @st.fragment(run_every=REFRESH_S if started_running else None)
-    def panel() -> None:
-        p = job.progress()
-        if started_running and not p.running:
-            st.rerun()  # the job ended: let the page draw the result from the store
-        if p.running:
-            st.progress(p.fraction, text=_progress_text(p))
-            _metrics_row(p)
-            stop_col, msg_col = st.columns([1, 5])
-            if stop_col.button("Stop", key=f"{key}-stop", disabled=job.stop_requested,
-                               help="End the run cleanly after the current step; its history is kept."):
-                job.stop()
-            if job.stop_requested:
-                msg_col.caption("stopping after the current step…")
-            if p.message:
-                msg_col.caption(p.message)
-        else:
-            _final_message(p)
-        if show_curves and p.run_id and (p.running or p.kind == "run"):
-            _live_curves(p, store or RunStore(job.store_home), key)
-
-    panel()
-    return job.progress()
-
-
-def _live_curves(p: JobProgress, store: RunStore, key: str) -> None:
-    from ui import charts
-
-    rows = store.epochs(p.run_id)
-    if not rows:
-        st.caption("Curves appear after the first epoch.")
-        return
-    frame = pd.DataFrame(rows)
-    st.plotly_chart(charts.training_curves(frame), key=f"{key}-live")
-    st.caption("Test accuracy (left) and sparsity (right) after each epoch of the run"
-               + (" in progress" if p.running else "")
-               + ": dashed = the schedule's target, solid = the mask's actual sparsity.")

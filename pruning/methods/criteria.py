@@ -61,6 +61,10 @@ from pruning.registry import Registry
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+def keep_going() -> None:
+    """The default ``check_stop``: nothing asks the scoring to stop."""
+
+
 @dataclass(frozen=True)
 class ScoreRequest:
     """What a criterion gets. ``model`` is the caller's model (read only) for cheap criteria and a
@@ -74,6 +78,9 @@ class ScoreRequest:
     seed: int
     select: Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor], float],
                      dict[str, torch.Tensor]]
+    # Raises (the run's RunStopped) when the run should end; criteria call it before every
+    # forward/backward pass, so a stop lands within one pass even in SynFlow's 100 iterations.
+    check_stop: Callable[[], None] = keep_going
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,7 @@ def random_scores(request: ScoreRequest) -> dict[str, torch.Tensor]:
 def snip(request: ScoreRequest) -> dict[str, torch.Tensor]:
     x, y = _require_batch(request, "snip")
     names = list(request.params)
+    request.check_stop()
     grads = _grad(_task_loss(request.model, x, y), [request.params[n] for n in names])
     return {n: (g * request.params[n]).detach().abs() for n, g in zip(names, grads)}
 
@@ -234,11 +242,13 @@ def grasp(request: ScoreRequest) -> dict[str, torch.Tensor]:
     for p in weights.values():
         p.requires_grad_(True)
     names = list(weights)
+    request.check_stop()
     grads = _grad(_task_loss(request.model, x, y, config.temperature),
                   [weights[n] for n in names], create_graph=True)
     # z = gᵀ·stopgrad(g), with g restricted to the live weights; dz/dw = H·g.
     z = sum((g * (g.detach() * request.alive[n] if n in request.alive else g.detach())).sum()
             for n, g in zip(names, grads))
+    request.check_stop()
     hg = dict(zip(names, _grad(z, [weights[n] for n in names])))
     # Keep score = −S = w ⊙ (H g): the largest S are removed, the largest −S kept.
     return {n: (p.detach() * hg[n]).detach() for n, p in request.params.items()}
@@ -278,6 +288,7 @@ def synflow(request: ScoreRequest) -> dict[str, torch.Tensor]:
     iterations = config.iterations if final_density < start_density else 1
     scores: dict[str, torch.Tensor] = {}
     for k in range(1, iterations + 1):
+        request.check_stop()
         with torch.no_grad():
             for n in names:
                 params[n].copy_(base[n] * alive[n])
@@ -311,6 +322,7 @@ def taylor(request: ScoreRequest) -> dict[str, torch.Tensor]:
     totals = [torch.zeros_like(w) for w in weights]
     chunks = list(zip(torch.chunk(x, config.chunks), torch.chunk(y, config.chunks)))
     for xc, yc in chunks:
+        request.check_stop()
         for total, g, w in zip(totals, _grad(_task_loss(request.model, xc, yc), weights), weights):
             total += (g * w).detach().abs()
     return {n: t / len(chunks) for n, t in zip(names, totals)}
@@ -330,7 +342,7 @@ class Pruner:
     def __init__(self, criterion: str = "magnitude", criterion_config: Any = None,
                  scope: str = "global", granularity: str = "unstructured",
                  nm: tuple[int, int] = (2, 4), include_first_last: bool = False, seed: int = 0,
-                 channel_p: float = 2.0):
+                 channel_p: float = 2.0, check_stop: Callable[[], None] = keep_going):
         entry = CRITERIA.entry(criterion)
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}; choose global or layerwise")
@@ -358,6 +370,7 @@ class Pruner:
         self.include_first_last = include_first_last
         self.seed = seed
         self.channel_p = channel_p
+        self.check_stop = check_stop  # the run's RunContext.check_stop, handed to the criterion
         # The last mask _prune_live returned, with its kept positions (one run's pruner only).
         self._live: _LiveWeights | None = None
 
@@ -411,7 +424,7 @@ class Pruner:
         else:
             scored_model, scored = model, params
         request = ScoreRequest(scored_model, scored, alive, target, batch,
-                               self.criterion_config, self.seed, self.select)
+                               self.criterion_config, self.seed, self.select, self.check_stop)
         with torch.enable_grad() if self.criterion.expensive else torch.no_grad():
             return self.criterion.score(request), alive
 
@@ -462,7 +475,7 @@ class Pruner:
         if n_drop <= 0:  # already there; a mask never grows back
             return state.mask
         request = ScoreRequest(model, state.params, state.alive(), target, batch,
-                               self.criterion_config, self.seed, self.select)
+                               self.criterion_config, self.seed, self.select, self.check_stop)
         with torch.no_grad():
             scores = self.criterion.score(request)
         state.prune(lowest_entries(state.ranked(scores), n_drop))

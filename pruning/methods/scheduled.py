@@ -13,13 +13,15 @@ Magnitude pruning: Han et al. 2015; SNIP: Lee et al. 2019 (arXiv 1810.02340); Gr
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
 from pruning.masks import Mask
 from pruning.methods import METHODS
 from pruning.methods.base import Method, MethodResult
-from pruning.methods.criteria import CRITERIA, Pruner
+from pruning.methods.criteria import CRITERIA, Pruner, keep_going
 from pruning.schedules import schedule_from_config
 from pruning.training import TrainHooks, fit
 
@@ -90,18 +92,18 @@ class ScheduledPruning(Method):
     """Base of the criterion methods; ``criterion`` names an entry of CRITERIA."""
     criterion = "magnitude"
 
-    def build_pruner(self) -> Pruner:
+    def build_pruner(self, check_stop: Callable[[], None] = keep_going) -> Pruner:
         c = self.config
         return Pruner(criterion=self.criterion, criterion_config=self.method_config,
                       scope=c.scope, granularity=c.granularity, nm=(c.nm_n, c.nm_m),
-                      include_first_last=c.prune_first_last, seed=c.seed)
+                      include_first_last=c.prune_first_last, seed=c.seed, check_stop=check_stop)
 
     def run(self, model, ctx) -> MethodResult:
         ctx.total_epochs = ctx.config.epochs
         first_batch = next(ctx.data.batches("train", ctx.config.batch_size, shuffle=True,
                                             generator=ctx.generator(salt=-1)))
         first_batch = tuple(t.to(ctx.device) for t in first_batch)
-        hooks = ScheduledHooks(self.build_pruner(), schedule_from_config(ctx.config),
+        hooks = ScheduledHooks(self.build_pruner(ctx.check_stop), schedule_from_config(ctx.config),
                                ctx.config.prune_every, first_batch)
         model.to(ctx.device)
         fit(model, ctx, epochs=ctx.config.epochs, hooks=hooks, phase="train")
