@@ -285,8 +285,9 @@ def check_config(config: RunConfig) -> None:
     """What can be refused at once, before a thread starts: ConfigError naming the fix."""
     from pruning import data, models
     from pruning.session import resolve_device
+    from pruning.validation import validate
 
-    config.validate()
+    validate(config)
     channels, size, _ = data.dataset_shape(config)
     models.check_compatible(config.model, channels, size)
     resolve_device(config.device)

@@ -52,7 +52,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from pruning.config import ConfigError
-from pruning.methods import METHODS
+from pruning.methods.base import METHODS
 from pruning.methods.base import Method, MethodResult
 from pruning.metrics.flops import count_flops
 from pruning.metrics.sparsity import param_counts

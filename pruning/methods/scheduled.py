@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from pruning.masks import Mask
-from pruning.methods import METHODS
+from pruning.methods.base import METHODS
 from pruning.methods.base import Method, MethodResult
 from pruning.methods.criteria import CRITERIA, Pruner
 from pruning.schedules import schedule_from_config
@@ -89,6 +89,7 @@ class ScheduledHooks(TrainHooks):
 class ScheduledPruning(Method):
     """Base of the criterion methods; ``criterion`` names an entry of CRITERIA."""
     criterion = "magnitude"
+    follows_schedule = True
 
     def build_pruner(self) -> Pruner:
         c = self.config

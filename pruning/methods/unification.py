@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from pruning.masks import Mask, prunable_layers
-from pruning.methods import METHODS
+from pruning.methods.base import METHODS
 from pruning.methods.base import Method, MethodResult
 from pruning.training import TrainHooks, fit
 
