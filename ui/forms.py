@@ -116,7 +116,7 @@ def config_to_query(config: RunConfig) -> dict[str, str]:
     """The fields that differ from the defaults, as strings; method settings as ``p.<name>``,
     schedule settings as ``s.<name>``."""
     out: dict[str, str] = {}
-    for name, s in _SPECS.items():
+    for name in _SPECS:
         value = getattr(config, name)
         if name == "method_params":
             out.update({PARAM_PREFIX + k: format_value(v) for k, v in sorted(value.items())})

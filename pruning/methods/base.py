@@ -53,7 +53,7 @@ class Method(ABC):
     #: ``follows_schedule`` (scope, granularity, the schedule …); others must leave them default
     follows_schedule: bool = False
 
-    @classmethod
+    @classmethod  # noqa: B027 (an optional hook: the default accepts)
     def check_config(cls, config: RunConfig, method_config: Any) -> None:
         """Refuse (ConfigError naming the fix) a setup this method cannot run, before anything
         is written; the default accepts every valid config."""
