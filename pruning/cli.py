@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from pruning.config import ConfigError, RunConfig, Spec, parse_value, specs
 from pruning.schedules import SCHEDULES
-from pruning.validation import (parse_sweep_list, registry, schedule_params_for, sweep_grid,
-                                validate)
+from pruning.validation import (NAME_MAX, check_name, parse_sweep_list, registry,
+                                schedule_params_for, sweep_grid, validate)
 
 if TYPE_CHECKING:  # the store and training import torch; `pruning --help` must not
     from pruning.store import Run, RunStore
@@ -53,19 +53,27 @@ class RegistryChoices:
         return iter(self._names())
 
 
+def _checked(check):
+    """An argparse ``type`` from a function that raises ConfigError for bad text."""
+    def read(text: str) -> Any:
+        try:
+            return check(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    read.__name__ = check.__name__
+    return read
+
+
 def _reader(s: Spec):
     """An argparse ``type`` reading a flag's text by its spec (NaN, inf, bounds refused; a
     registry name must be registered)."""
     def read(text: str) -> Any:
-        try:
-            value = parse_value(s, text, s.name.replace("_", " "))
-            if s.registry is not None:
-                registry(s.registry).entry(value)  # "unknown model 'x'; choose one of: …"
-            return value
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+        value = parse_value(s, text, s.name.replace("_", " "))
+        if s.registry is not None:
+            registry(s.registry).entry(value)  # "unknown model 'x'; choose one of: …"
+        return value
     read.__name__ = s.kind.__name__  # argparse names the type in its messages
-    return read
+    return _checked(read)
 
 
 def _help(text: str) -> str:
@@ -429,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run one pruning session (defaults: the default session)")
     add_config_flags(run)
-    run.add_argument("--name", default=None, help="a label for the run")
+    run.add_argument("--name", default=None, type=_checked(check_name),
+                     help=f"a label for the run (at most {NAME_MAX} characters, one line)")
     run.add_argument("--download", action="store_true", help="download the dataset if missing")
     run.add_argument("--json", action="store_true", help="print one JSON object at the end")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

@@ -28,6 +28,26 @@ def registry(key: str) -> Registry:
     return getattr(importlib.import_module(module), attribute)
 
 
+#: the longest run name accepted (names label runs in one-line tables and pickers)
+NAME_MAX = 100
+
+
+def check_name(name: str | None) -> str | None:
+    """A run's label: None (no name) or 1–100 printable characters; ConfigError otherwise."""
+    if name is None:
+        return None
+    text = name.strip()
+    if not text:
+        raise ConfigError("the run name is empty; give a few words (e.g. --name baseline) or "
+                          "leave it out")
+    if len(text) > NAME_MAX:
+        raise ConfigError(f"the run name is {len(text)} characters long; keep it to {NAME_MAX}")
+    if not text.isprintable():
+        raise ConfigError("the run name holds control characters (a newline, a tab …); use "
+                          "plain text on one line")
+    return text
+
+
 def follows_schedule(method: str) -> bool:
     """Whether ``method`` is driven by the schedule (and reads scope, granularity, …)."""
     return bool(getattr(registry("methods").get(method), "follows_schedule", False))

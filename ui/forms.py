@@ -163,22 +163,30 @@ def config_from_query(query: Mapping[str, Any]) -> tuple[RunConfig, list[str]]:
         return validate(_DEFAULTS.replace(**parsed, **extras)), problems
     except ConfigError:
         pass
-    # Field order (sparsity before initial_sparsity); pairs that are only valid together are
-    # judged together; the method's and the schedule's settings after their choice.
+    # Judged one group at a time, in field order (sparsity before initial_sparsity); settings
+    # that are only valid together form one group; the method's and the schedule's settings
+    # follow their choice. Passes repeat while some group becomes valid (granularity=nm waits
+    # for a sparsity N:M can reach); what never does is reported.
     groups: list[tuple[str, ...]] = []
     for name in _SPECS:
         group = next((g for g in _PAIRS if name in g), (name,))
         present = tuple(n for n in group if n in parsed or (n in extras and extras[n]))
         if present and present not in groups:
             groups.append(present)
-    config = _DEFAULTS
-    for group in groups:
-        changes = {n: parsed[n] if n in parsed else extras[n] for n in group}
-        try:
-            config = validate(config.replace(**changes))
-        except ConfigError as exc:
-            what = {"method_params": "method settings", "schedule_params": "schedule settings"}
-            problems.append(f"{' and '.join(what.get(n, n) for n in group)}: {exc}")
+    config, pending = _DEFAULTS, groups
+    while True:
+        errors: dict[tuple[str, ...], str] = {}
+        for group in pending:
+            try:
+                config = validate(config.replace(
+                    **{n: parsed[n] if n in parsed else extras[n] for n in group}))
+            except ConfigError as exc:
+                errors[group] = str(exc)
+        if len(errors) == len(pending):  # no group became valid in this pass
+            break
+        pending = [g for g in pending if g in errors]
+    what = {"method_params": "method settings", "schedule_params": "schedule settings"}
+    problems += [f"{' and '.join(what.get(n, n) for n in g)}: {errors[g]}" for g in pending]
     return config, problems
 
 

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from pruning.masks import Mask
-from pruning.methods.base import METHODS
-from pruning.methods.base import Method, MethodResult
+from pruning.methods.base import METHODS, Method, MethodResult
 from pruning.methods.criteria import CRITERIA, Pruner
 from pruning.schedules import schedule_from_config
 from pruning.training import TrainHooks, fit

@@ -57,8 +57,7 @@ from torch import nn
 
 from pruning.config import ConfigError, RunConfig
 from pruning.masks import prunable_layers, prunable_parameters
-from pruning.methods.base import METHODS
-from pruning.methods.base import Method, MethodResult
+from pruning.methods.base import METHODS, Method, MethodResult, method_config
 from pruning.metrics.flops import count_flops
 from pruning.metrics.sparsity import param_counts
 from pruning.training import fit
@@ -678,7 +677,6 @@ def ssc_baseline_configs(base: RunConfig) -> list[RunConfig]:
     parameters as SSC does from the same model.
     """
     from pruning.data import dataset_shape  # late: keeps this module light to import
-    from pruning.methods.base import method_config
     from pruning.models import build_model
 
     ssc_config = base if base.method == "ssc" else base.replace(method="ssc", method_params={})
