@@ -120,13 +120,18 @@ def sweep_grid(base: RunConfig, lists: dict[str, list], schedule_params: dict | 
                ) -> list[RunConfig]:
     """Every combination of ``lists`` ({setting: values}) over ``base``, in field order, each
     validated; each schedule gets the entries of ``schedule_params`` it takes (default: the
-    base's)."""
+    base's). A method that follows no schedule runs once per remaining combination: the
+    schedule axis and the schedules' settings do not apply to it (a schedule chosen for the
+    base is still refused for it)."""
     given = dict(base.schedule_params if schedule_params is None else schedule_params)
     lists = {s.name: list(lists[s.name]) for s in specs(RunConfig) if s.name in lists}
-    configs = []
+    configs: dict[str, RunConfig] = {}
     for combo in itertools.product(*lists.values()):
         changes = dict(zip(lists, combo))
         schedule = changes.get("schedule", base.schedule)
         changes["schedule_params"] = schedule_params_for(schedule, given)
-        configs.append(validate(base.replace(**changes)))
-    return configs
+        if not follows_schedule(changes.get("method", base.method)):
+            changes.update(schedule=base.schedule, schedule_params={})
+        config = validate(base.replace(**changes))
+        configs.setdefault(config.to_json(), config)
+    return list(configs.values())

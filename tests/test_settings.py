@@ -235,3 +235,18 @@ def test_a_new_schedule_passes_the_registry_parametrised_tests(wobble):
         test_schedules.test_monotone_bounded_and_exact_at_the_end("wobble", initial, final, window)
         test_schedules.test_window_is_respected("wobble", initial, final, window)
     assert make_schedule("wobble", final=0.8, params={"wobble": 1.0})(0.5) == pytest.approx(0.2)
+
+
+# ---- sweeps ------------------------------------------------------------------------------------
+def test_sweep_grid_in_field_order_with_each_schedules_own_settings():
+    from pruning.validation import sweep_grid
+
+    base = RunConfig(epochs=2)
+    configs = sweep_grid(base, {"seed": [0, 1], "schedule": ["iterative", "one_cycle"],
+                                "method": ["magnitude", "aswl"]},
+                         schedule_params={"steps": 5, "alpha": 9.0})
+    assert [(c.method, c.schedule, c.seed, c.schedule_params) for c in configs] == [
+        ("magnitude", "iterative", 0, {"steps": 5}), ("magnitude", "iterative", 1, {"steps": 5}),
+        ("magnitude", "one_cycle", 0, {"alpha": 9.0}), ("magnitude", "one_cycle", 1, {"alpha": 9.0}),
+        # aswl follows no schedule: once per seed, under the base's (default) schedule
+        ("aswl", "one_cycle", 0, {}), ("aswl", "one_cycle", 1, {})]
