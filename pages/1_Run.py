@@ -11,18 +11,19 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pruning.config import ConfigError, RunConfig
-from pruning.data import DATASETS
-from pruning.methods import METHODS
-from pruning.methods.scheduled import ScheduledPruning
-from pruning.models import MODELS
+from pruning.config import ConfigError, RunConfig, Spec, specs
 from pruning.schedules import SCHEDULES, schedule_from_config
+from pruning.validation import follows_schedule, registry, validate
 from ui import charts, common, forms, live
 
 SLOT = "run"
 K = "run."  # widget key prefix
-IMAGE_SIZES = [0, 8, 16, 28, 32]
-CHANNELS = [0, 1, 3]
+SPECS = specs(RunConfig)
+#: how the form's sections sit on the page: (column, section, inside an expander)
+LAYOUT = (("left", "what to train", False), ("left", "how to prune", False),
+          ("right", "when to prune", False), ("right", "training", False),
+          ("right", "more training", True))
+EXPANDER_LABEL = "More training settings"
 
 
 def devices() -> list[str]:
@@ -40,151 +41,118 @@ def init_widgets(config: RunConfig) -> None:
     """First visit of this session: widgets start from the URL's config (then keep their own).
 
     Streamlit forgets the state of a widget that was not drawn in the last run (the N:M fields
-    while granularity is not nm, α/β while the schedule is not one-cycle …); writing each value
-    back to itself at the top of every run keeps the user's choices when those widgets return.
+    while granularity is not nm, a schedule's settings while another schedule is chosen …);
+    writing each value back to itself at the top of every run keeps the user's choices when
+    those widgets return.
     """
     if st.session_state.get(K + "initialised"):
         for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(K)]:
             st.session_state[key] = st.session_state[key]
         return
+    owners = {"method_params": f"{K}p.{config.method}.", "schedule_params": f"{K}s.{config.schedule}."}
     for name, value in config.to_dict().items():
-        if name == "method_params":
+        if name in owners:
             for param, v in value.items():
-                cls = METHODS.config_class(config.method)
-                if cls is not None:
-                    st.session_state[f"{K}p.{config.method}.{param}"] = (
-                        forms.tuple_text(v) if isinstance(v, tuple) else v)
+                st.session_state[owners[name] + param] = (
+                    forms.tuple_text(v) if isinstance(v, tuple) else v)
         elif name == "device" and value not in devices():
             continue
         else:
             st.session_state[K + name] = value
-    st.session_state[K + "custom_window"] = not (config.window_start == -1.0
-                                                 and config.window_end == -1.0)
+    st.session_state[K + "custom_window"] = not config.default_window()
     st.session_state[K + "initialised"] = True
 
 
-def describe(registry, name: str) -> str:
-    return registry.entry(name).description.split("\n")[0]
+def describe(registry_key: str, name: str) -> str:
+    return registry(registry_key).entry(name).description.split("\n")[0]
+
+
+def shown(s: Spec, v: dict) -> bool:
+    """Whether the form draws ``s`` given the values chosen above it."""
+    if s.kind is dict or s.section == "":
+        return False
+    if s.follows_schedule and not follows_schedule(v["method"]):
+        return False
+    return all(v.get(k) == want for k, want in s.when.items())
+
+
+def own_params(v: dict, kind: str) -> None:
+    """The chosen method's or schedule's own settings, from its registered dataclass."""
+    name, prefix = (v["method"], "p") if kind == "method" else (v["schedule"], "s")
+    cls = registry(kind + "s").config_class(name)
+    if cls is None:
+        v[kind + "_params"] = {}
+        return
+    st.markdown(f"**{'Method' if kind == 'method' else 'Schedule'} settings**")
+    params = forms.dataclass_widgets(cls, key=f"{K}{prefix}.{name}")
+    v[kind + "_params"] = forms.changed_params(cls, params)
+
+
+def section(name: str, v: dict) -> None:
+    """Draw one section's settings in field order; registry choices full width with their
+    description, the others three to a row."""
+    row: list = []
+    for s in SPECS:
+        if s.section != name or not shown(s, v):
+            continue
+        if s.registry is not None:
+            row = []
+            v[s.name] = st.selectbox(s.label, registry(s.registry).names(), key=K + s.name,
+                                     help=s.help)
+            st.caption(f"**{v[s.name]}**: {describe(s.registry, v[s.name])}")
+            if s.name == "method":
+                own_params(v, "method")
+            elif s.name == "schedule":
+                own_params(v, "schedule")
+                v.update(window_widgets(v["schedule"]))
+            continue
+        if not row:
+            row = list(st.columns(3))
+        v[s.name] = forms.setting_widget(s, K + s.name, container=row.pop(0),
+                                         options=devices() if s.name == "device" else None)
 
 
 def form() -> RunConfig:
     """Draw the form and return the RunConfig it describes (not yet validated)."""
     v: dict = {}
-    left, right = st.columns(2, gap="large")
-    with left:
-        st.subheader("What to train")
-        c1, c2 = st.columns(2)
-        v["model"] = c1.selectbox("model", MODELS.names(), key=K + "model",
-                                  help="the network to prune")
-        v["dataset"] = c2.selectbox("dataset", DATASETS.names(), key=K + "dataset",
-                                    help="digits ships with the app; the others need their files "
-                                         "(python -m pruning run --download)")
-        st.caption(f"**{v['model']}**: {describe(MODELS, v['model'])}  \n"
-                   f"**{v['dataset']}**: {describe(DATASETS, v['dataset'])}")
-        c1, c2, c3 = st.columns(3)
-        v["image_size"] = c1.selectbox("image size (px)", IMAGE_SIZES, key=K + "image_size",
-                                       format_func=lambda s: "native" if s == 0 else str(s))
-        v["channels"] = c2.selectbox("channels", CHANNELS, key=K + "channels",
-                                     format_func=lambda c: "native" if c == 0 else str(c))
-        v["width"] = c3.number_input("width multiplier", step=0.25, key=K + "width",
-                                     help="scales the channel counts of models that have one")
-
-        st.subheader("How to prune")
-        v["method"] = st.selectbox("method", METHODS.names(), key=K + "method")
-        st.caption(METHODS.entry(v["method"]).description)
-        method_cls = METHODS.config_class(v["method"])
-        if method_cls is not None:
-            st.markdown("**Method settings**")
-            params = forms.dataclass_widgets(method_cls, key=f"{K}p.{v['method']}")
-            v["method_params"] = forms.changed_params(method_cls, params)
-        else:
-            v["method_params"] = {}
-        scheduled = issubclass(METHODS.get(v["method"]), ScheduledPruning)
-        if scheduled:
-            c1, c2 = st.columns(2)
-            v["scope"] = c1.selectbox("scope", ["global", "layerwise"], key=K + "scope",
-                                      help="global: one threshold over all layers; layerwise: "
-                                           "every layer pruned to the same sparsity")
-            v["granularity"] = c2.selectbox(
-                "granularity", ["unstructured", "nm", "channel"], key=K + "granularity",
-                help="unstructured: single weights; nm: N of every M kept; channel: whole "
-                     "output channels")
-            if v["granularity"] == "nm":
-                c1, c2 = st.columns(2)
-                v["nm_n"] = int(c1.number_input("N (kept)", step=1, key=K + "nm_n"))
-                v["nm_m"] = int(c2.number_input("M (group)", step=1, key=K + "nm_m"))
-            c1, c2 = st.columns(2)
-            v["prune_every"] = int(c1.number_input(
-                "re-prune every (steps)", step=1, key=K + "prune_every"))
-        v["prune_first_last"] = st.checkbox(
-            "also prune the first and last layer", key=K + "prune_first_last",
-            help="off by default: they are small and pruning them costs much accuracy")
-    with right:
-        st.subheader("When to prune")
-        c1, c2 = st.columns(2)
-        v["sparsity"] = c1.number_input("target sparsity", step=0.05, format="%.3f",
-                                        key=K + "sparsity",
-                                        help="fraction of the prunable weights set to zero")
-        v["initial_sparsity"] = c2.number_input("initial sparsity", step=0.05, format="%.3f",
-                                                key=K + "initial_sparsity",
-                                                help="sparsity before the schedule starts")
-        if scheduled:
-            v.update(schedule_widgets())
-            preview(RunConfig().replace(**{k: v[k] for k in (
-                "schedule", "sparsity", "initial_sparsity", "alpha", "beta", "steps",
-                "window_start", "window_end") if k in v}))
-        else:
-            st.caption(f"**{v['method']}** decides itself when to prune during training; "
-                       "the schedule settings do not apply to it.")
-        st.subheader("Training")
-        c1, c2, c3 = st.columns(3)
-        v["epochs"] = int(c1.number_input("epochs", step=1, key=K + "epochs"))
-        v["seed"] = int(c2.number_input("seed", step=1, key=K + "seed"))
-        v["device"] = c3.selectbox("device", devices(), key=K + "device",
-                                   help="auto: GPU when there is one, else CPU")
-        with st.expander("More training settings"):
-            c1, c2, c3 = st.columns(3)
-            v["batch_size"] = int(c1.number_input("batch size", step=16, key=K + "batch_size"))
-            v["optimizer"] = c2.selectbox("optimizer", ["adam", "sgd"], key=K + "optimizer")
-            v["lr"] = c3.number_input("learning rate", format="%.4g", step=1e-3, key=K + "lr")
-            v["lr_schedule"] = c1.selectbox("LR schedule", ["cosine", "constant", "step"],
-                                            key=K + "lr_schedule")
-            v["momentum"] = c2.number_input("momentum (SGD)", step=0.05, key=K + "momentum")
-            v["weight_decay"] = c3.number_input("weight decay", format="%.2g", step=1e-4,
-                                                key=K + "weight_decay")
-            v["snapshots"] = int(c1.number_input("mask snapshots", step=5, key=K + "snapshots",
-                                                 help="masks saved over the run for the Mask "
-                                                      "evolution page"))
-            v["max_train_samples"] = int(c2.number_input(
-                "max training samples (0 = all)", step=1000, key=K + "max_train_samples"))
+    columns = dict(zip(("left", "right"), st.columns(2, gap="large")))
+    for column, name, folded in LAYOUT:
+        with columns[column]:
+            if folded:
+                with st.expander(EXPANDER_LABEL):
+                    section(name, v)
+            else:
+                st.subheader(name[0].upper() + name[1:])
+                section(name, v)
+                if name == "when to prune":
+                    when_to_prune_note(v)
     return RunConfig().replace(**v)
 
 
-def schedule_widgets() -> dict:
-    v: dict = {}
-    v["schedule"] = st.selectbox("schedule", SCHEDULES.names(), key=K + "schedule")
-    st.caption(describe(SCHEDULES, v["schedule"]))
-    fields = SCHEDULES.get(v["schedule"]).__dataclass_fields__
-    c1, c2 = st.columns(2)
-    if "alpha" in fields:
-        v["alpha"] = c1.number_input("α (steepness)", step=1.0, key=K + "alpha")
-        v["beta"] = c2.number_input("β (offset)", step=0.5, key=K + "beta")
-    if "steps" in fields:
-        v["steps"] = int(c1.number_input("steps", step=1, key=K + "steps"))
+def when_to_prune_note(v: dict) -> None:
+    if follows_schedule(v["method"]):
+        preview(RunConfig().replace(**{k: v[k] for k in (
+            "schedule", "schedule_params", "sparsity", "initial_sparsity", "window_start",
+            "window_end") if k in v}))
+    else:
+        st.caption(f"**{v['method']}** decides itself when to prune during training; "
+                   "the schedule settings do not apply to it.")
+
+
+def window_widgets(schedule: str) -> dict:
+    """The pruning window: the schedule's default, or a custom [start, end] range."""
     if st.checkbox("custom pruning window", key=K + "custom_window",
                    help="the share of training during which the schedule moves; before it the "
                         "target is the initial sparsity, after it the final one"):
         start = st.session_state.get(K + "window_start", -1.0)
         end = st.session_state.get(K + "window_end", -1.0)
-        default = SCHEDULES.get(v["schedule"]).default_window
+        default = SCHEDULES.get(schedule).default_window
         initial = (start, end) if 0 <= start <= end <= 1 else default
         kwargs = {} if K + "window" in st.session_state else {"value": initial}
         start, end = st.slider("window (fraction of training)", 0.0, 1.0, step=0.05,
                                key=K + "window", **kwargs)
-        v["window_start"], v["window_end"] = float(start), float(end)
-    else:
-        v["window_start"] = v["window_end"] = -1.0
-    return v
+        return {"window_start": float(start), "window_end": float(end)}
+    return {"window_start": -1.0, "window_end": -1.0}
 
 
 def preview(config: RunConfig) -> None:
@@ -219,7 +187,7 @@ def main() -> None:
     forms.sync_query(config)
     error = None
     try:
-        config.validate()
+        config = validate(config)
         live.limits().check(config)  # this server's bounds on one run's work
     except ConfigError as exc:
         error = str(exc)

@@ -1,6 +1,6 @@
 """Schedules page: when to prune. The registered schedules' curves on one chart, shaped with
-sliders (final and initial sparsity, α and β of one-cycle, the steps of iterative, the pruning
-window); then, for chosen runs, accuracy and sparsity over training overlaid, and a button that
+sliders (final and initial sparsity, the pruning window, and each chosen schedule's own
+parameters, generated from its registered parameter dataclass); then, for chosen runs, accuracy and sparsity over training overlaid, and a button that
 trains the same model and seed under each chosen schedule.
 
 The curves come from ``pruning.schedules.make_schedule`` (the same objects a run uses), so what is
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pruning.config import RunConfig
+from pruning.config import RunConfig, specs
 from pruning.schedules import SCHEDULES, make_schedule
 from pruning.store import Run
 from ui import charts, common, state
@@ -21,23 +21,36 @@ SLOT = "schedules"
 COMPARED = ("one_shot", "iterative", "agp", "one_cycle")
 
 
+def param_sliders(name: str, container) -> dict:
+    """Sliders for schedule ``name``'s own parameters; returns the values that differ from the
+    defaults (what a run stores)."""
+    cls = SCHEDULES.config_class(name)
+    out = {}
+    for s in specs(cls) if cls is not None else ():
+        low, high, step = s.slider or (s.bounds.low, s.bounds.high, s.step or 1)
+        kind = int if s.kind is int else float
+        value = container.slider(f"{name} · {s.label}", kind(low), kind(high), kind(s.default),
+                                 kind(step), key=f"sch-p.{name}.{s.name}", help=s.describe())
+        if value != s.default:
+            out[s.name] = value
+    return out
+
+
 def settings() -> dict:
-    """The sliders; returns make_schedule's keyword arguments plus the chosen schedule names."""
+    """The sliders; returns the chosen schedule names, sparsities, window and each schedule's
+    own parameters."""
     names = st.multiselect("schedules", SCHEDULES.names(),
                            default=[n for n in COMPARED if n in SCHEDULES], key="sch-names")
     c1, c2, c3 = st.columns(3)
     final = c1.slider("final sparsity", 0.0, 0.99, 0.9, 0.01, key="sch-final")
     initial = c1.slider("initial sparsity", 0.0, 0.99, 0.0, 0.01, key="sch-initial")
-    alpha = c2.slider("one-cycle α (steepness)", 1.0, 30.0, 14.0, 0.5, key="sch-alpha")
-    beta = c2.slider("one-cycle β (offset)", 0.0, 15.0, 5.0, 0.5, key="sch-beta")
-    steps = c3.slider("iterative steps", 1, 10, 3, key="sch-steps")
+    params = {name: param_sliders(name, c2) for name in names}
     custom = c3.checkbox("one window for all", key="sch-custom",
                          help="off: each schedule uses its own default window (one-shot prunes "
                               "at half-time, iterative and AGP start at 20 %)")
     window = c3.slider("pruning window (fraction of training)", 0.0, 1.0, (0.2, 0.8), 0.05,
                        key="sch-window", disabled=not custom)
-    return {"names": names, "final": final, "initial": min(initial, final), "alpha": alpha,
-            "beta": beta, "steps": steps,
+    return {"names": names, "final": final, "initial": min(initial, final), "params": params,
             "start": window[0] if custom else None, "end": window[1] if custom else None}
 
 
@@ -47,8 +60,7 @@ def curves(s: dict) -> pd.DataFrame:
     for name in s["names"]:
         try:
             schedule = make_schedule(name, final=s["final"], initial=s["initial"],
-                                     start=s["start"], end=s["end"], alpha=s["alpha"],
-                                     beta=s["beta"], steps=s["steps"])
+                                     start=s["start"], end=s["end"], params=s["params"][name])
         except ValueError as exc:
             st.error(f"{name}: {exc}")
             continue
@@ -62,7 +74,7 @@ def schedule_configs(base: RunConfig, s: dict) -> list[RunConfig]:
     shape parameters."""
     window = {} if s["start"] is None else {"window_start": s["start"], "window_end": s["end"]}
     return [base.replace(schedule=name, sparsity=s["final"], initial_sparsity=s["initial"],
-                         alpha=s["alpha"], beta=s["beta"], steps=s["steps"], **window)
+                         schedule_params=s["params"][name], **window)
             for name in s["names"]]
 
 

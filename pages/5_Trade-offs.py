@@ -13,7 +13,8 @@ from pruning.data import DATASETS
 from pruning.methods import METHODS
 from pruning.models import MODELS
 from pruning.schedules import SCHEDULES
-from ui import charts, common, forms
+from pruning.validation import parse_sweep_list, sweep_grid
+from ui import charts, common
 
 SLOT = "tradeoffs"
 FILTERS = (("model", "model"), ("dataset", "dataset"), ("method", "method"),
@@ -91,15 +92,13 @@ def sweep_form() -> list[RunConfig] | None:
     measure = st.checkbox("measure latency after each run", value=True, key="to-sw-latency",
                           help="adds a second or two per run; needed for the latency view")
     try:
-        sparsities = forms.parse_list(sparsities_text, float, "target sparsities")
-        seeds = forms.parse_list(seeds_text, int, "seeds")
-        if not (methods and schedules and sparsities and seeds):
-            raise ConfigError("choose at least one method, schedule, target sparsity and seed")
-        configs = [base.replace(model=model, dataset=dataset, epochs=epochs, method=m,
-                                schedule=s, sparsity=sp, seed=seed)
-                   for m in methods for s in schedules for sp in sparsities for seed in seeds]
-        for config in configs:
-            config.validate()
+        sparsities = parse_sweep_list("sparsity", sparsities_text, "target sparsities")
+        seeds = parse_sweep_list("seed", seeds_text, "seeds")
+        if not (methods and schedules):
+            raise ConfigError("choose at least one method and schedule")
+        configs = sweep_grid(base.replace(model=model, dataset=dataset, epochs=epochs),
+                             {"method": methods, "schedule": schedules, "sparsity": sparsities,
+                              "seed": seeds})
     except ConfigError as exc:
         st.error(f"Cannot start this sweep: {exc}")
         return None

@@ -8,67 +8,176 @@ nothing written to the store.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import itertools
 import json
 import os
 import statistics
 import sys
-from typing import Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
-from pruning.config import ConfigError, RunConfig
-from pruning.store import Run, RunStore
-from pruning.training import Event
+from pruning.config import ConfigError, RunConfig, Spec, parse_value, specs
+from pruning.schedules import SCHEDULES
+from pruning.validation import (NAME_MAX, check_name, parse_sweep_list, registry,
+                                schedule_params_for, sweep_grid, validate)
+
+if TYPE_CHECKING:  # the store and training import torch; `pruning --help` must not
+    from pruning.store import Run, RunStore
+    from pruning.training import Event
 
 EXIT_BAD_INPUT = 2
 
 
 # ---- argument parsing ------------------------------------------------------------------------
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+class Parser(argparse.ArgumentParser):
+    """argparse whose complaints become ConfigError, so ``main`` reports them like every other
+    bad input: one line naming the problem and the fix (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
+class RegistryChoices:
+    """A registry's names as argparse ``choices``, read only when a value is checked or the
+    help is shown, so building the parser imports no registry that needs torch."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def _names(self) -> list[str]:
+        return registry(self.key).names()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+def _checked(check):
+    """An argparse ``type`` from a function that raises ConfigError for bad text."""
+    def read(text: str) -> Any:
+        try:
+            return check(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    read.__name__ = check.__name__
+    return read
+
+
+def _reader(s: Spec):
+    """An argparse ``type`` reading a flag's text by its spec (NaN, inf, bounds refused; a
+    registry name must be registered)."""
+    def read(text: str) -> Any:
+        value = parse_value(s, text, s.name.replace("_", " "))
+        if s.registry is not None:
+            registry(s.registry).entry(value)  # "unknown model 'x'; choose one of: …"
+        return value
+    read.__name__ = s.kind.__name__  # argparse names the type in its messages
+    return _checked(read)
+
+
+def _help(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+def schedule_param_specs() -> dict[str, tuple[Spec, list[str]]]:
+    """{parameter: (its spec, the schedules that take it)} over every registered schedule."""
+    out: dict[str, tuple[Spec, list[str]]] = {}
+    for name in SCHEDULES.names():
+        cls = SCHEDULES.config_class(name)
+        for s in specs(cls) if cls is not None else ():
+            out.setdefault(s.name, (s, []))[1].append(name)
+    return out
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field, typed from the defaults."""
-    for f in dataclasses.fields(RunConfig):
-        if f.name == "method_params":
+    """One flag per RunConfig setting, from its description (``pruning.config.specs``); one per
+    schedule parameter (generated from the schedules' registered dataclasses); ``-p`` for the
+    method's own settings."""
+    for s in specs():
+        if s.name == "method_params":
             parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
-                                help="a setting of the chosen method (repeatable), e.g. -p lam=5")
+                                help="a setting of the chosen method (repeatable), e.g. -p lam=5; "
+                                     "`python -m pruning run --method M -p x=1` names the valid "
+                                     "ones if x is not")
+        elif s.name == "schedule_params":
             continue
-        default = f.default
-        if isinstance(default, bool):
-            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction,
-                                default=default, help=f"(default: {default})")
+        elif s.kind is bool:
+            parser.add_argument(s.flag, action=argparse.BooleanOptionalAction, default=s.default,
+                                help=_help(s.describe()))
+        elif s.registry is not None:
+            parser.add_argument(s.flag, type=_reader(s), default=s.default,
+                                choices=RegistryChoices(s.registry), metavar=s.name.upper(),
+                                help=_help(s.help) + "; one of: %(choices)s; default: "
+                                     + _help(str(s.default)))
         else:
-            parser.add_argument(_flag(f.name), type=type(default), default=default,
-                                help=f"(default: {default})")
+            parser.add_argument(s.flag, type=_reader(s), default=s.default,
+                                choices=s.choices, help=_help(s.describe()))
+    group = parser.add_argument_group("schedule settings (each applies to the schedules named)")
+    for name, (s, owners) in schedule_param_specs().items():
+        group.add_argument("--" + name.replace("_", "-"), dest="schedule." + name, default=None,
+                           metavar=name.upper(),
+                           type=_reader(s),
+                           help=_help(f"{s.describe()} [{', '.join(owners)}]"))
 
 
 def parse_params(items: Sequence[str]) -> dict[str, str]:
     params = {}
     for item in items:
-        if "=" not in item:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
             raise ConfigError(f"--param expects KEY=VALUE, got {item!r}; e.g. --param lam=5")
-        key, value = item.split("=", 1)
         params[key.strip()] = value.strip()
     return params
 
 
+def given_schedule_params(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, "schedule." + name) for name in schedule_param_specs()
+            if getattr(args, "schedule." + name, None) is not None}
+
+
+def refuse_foreign_schedule_params(schedules: Sequence[str], given: dict[str, Any]) -> None:
+    """A schedule flag none of the chosen schedules takes is a mistake: say whose it is."""
+    owners = schedule_param_specs()
+    for name in given:
+        if not any(name in schedule_params_for(s, given) for s in schedules):
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} is a setting of schedule {' / '.join(owners[name][1])}, not "
+                              f"of {', '.join(schedules)}; drop it or choose --schedule "
+                              f"{owners[name][1][0]}")
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(RunConfig):
-        if f.name == "method_params":
-            values[f.name] = parse_params(args.param)
-        else:
-            values[f.name] = getattr(args, f.name)
-    config = RunConfig(**values)
-    config.validate()
-    # Store method params in their typed form so configs compare and print cleanly.
-    from pruning.methods import method_config
-    typed = method_config(config)
-    if typed is not None and config.method_params:
-        config = config.replace(method_params={k: getattr(typed, k) for k in config.method_params})
-    return config
+    """The validated RunConfig the flags describe (ConfigError naming the fix otherwise)."""
+    values: dict[str, Any] = {s.name: getattr(args, s.name) for s in specs() if s.kind is not dict}
+    given = given_schedule_params(args)
+    refuse_foreign_schedule_params([values["schedule"]], given)
+    values["method_params"] = parse_params(args.param)
+    values["schedule_params"] = schedule_params_for(values["schedule"], given)
+    return validate(RunConfig(**values))
+
+
+def sweep_lists(args: argparse.Namespace) -> dict[str, list]:
+    """{field: values} for every ``--<plural>`` list flag given (sweep-able settings)."""
+    return {s.name: parse_sweep_list(s.name, getattr(args, s.sweep)) for s in specs()
+            if s.sweep and getattr(args, s.sweep, None) is not None}
+
+
+def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
+    for s in specs():
+        if s.sweep:
+            parser.add_argument("--" + s.sweep, metavar="A,B,...",
+                                help=f"comma-separated values of {s.flag} to sweep over")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} as a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}; e.g. 10")
+    return value
 
 
 # ---- output ------------------------------------------------------------------------------------
@@ -219,39 +328,27 @@ def cmd_show(args, store: RunStore) -> int:
     return 0
 
 
+PRESET_SCHEDULES = ("one_shot", "iterative", "agp", "one_cycle")
+
+
 def sweep_configs(args) -> list[RunConfig]:
-    base = config_from_args(args)
+    """The validated grid: every combination of the ``--<plural>`` lists over the flags' config;
+    each schedule gets the schedule flags it takes."""
+    lists = sweep_lists(args)
+    if args.preset == "schedules":
+        lists["schedule"] = list(PRESET_SCHEDULES)
+        lists.setdefault("seed", [0, 1, 2])
+    values: dict[str, Any] = {s.name: getattr(args, s.name) for s in specs() if s.kind is not dict}
+    given = given_schedule_params(args)
+    refuse_foreign_schedule_params(lists.get("schedule", [values["schedule"]]), given)
+    base = RunConfig(**values, method_params=parse_params(args.param),
+                     schedule_params=schedule_params_for(values["schedule"], given))
     if args.preset == "ssc":
         from pruning.methods.ssc import ssc_baseline_configs
-        configs = []
-        for seed in _split(args.seeds, int) or [base.seed]:
-            configs += ssc_baseline_configs(base.replace(seed=seed))
-        return configs
-    if args.preset == "schedules":
-        schedules = ["one_shot", "iterative", "agp", "one_cycle"]
-        seeds = _split(args.seeds, int) or [0, 1, 2]
-    else:
-        schedules = _split(args.schedules, str) or [base.schedule]
-        seeds = _split(args.seeds, int) or [base.seed]
-    grid = itertools.product(_split(args.models, str) or [base.model],
-                             _split(args.methods, str) or [base.method], schedules,
-                             _split(args.sparsities, float) or [base.sparsity], seeds)
-    configs = []
-    for model, method, schedule, sparsity, seed in grid:
-        config = base.replace(model=model, method=method, schedule=schedule, sparsity=sparsity,
-                              seed=seed)
-        config.validate()
-        configs.append(config)
-    return configs
 
-
-def _split(text: str | None, kind) -> list:
-    if not text:
-        return []
-    try:
-        return [kind(x.strip()) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"cannot read {text!r} as a comma-separated list of {kind.__name__}") from None
+        return [validate(c) for seed in lists.get("seed", [base.seed])
+                for c in ssc_baseline_configs(validate(base.replace(seed=seed)))]
+    return sweep_grid(base, lists, given)
 
 
 def schedule_table(runs: list[Run]) -> str:
@@ -293,9 +390,26 @@ def cmd_sweep(args, store: RunStore) -> int:
     return 0 if all(r.status == "done" for r in runs) else 1
 
 
+def check_out_folder(out: str) -> None:
+    """Refuse an ``--out`` that is a file or cannot be written into, before anything is written."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder to write into (it is created "
+                          f"if missing), e.g. --out exports")
+    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, so no folder can be made there; "
+                          f"choose another folder, e.g. --out exports")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: no permission to write in {existing}; choose a folder "
+                          f"you can write, e.g. --out exports")
+
+
 def cmd_export(args, store: RunStore) -> int:
     from pruning.export import export_run
 
+    store.resolve(args.run)  # an unknown id is refused before the folder is made
+    check_out_folder(args.out)
     paths = export_run(store, args.run, args.out, onnx=args.onnx, compact=args.compact)
     for kind, path in paths.items():
         print(f"{kind:<10} {path}")
@@ -311,21 +425,23 @@ def cmd_bench(args, store: RunStore) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pruning",
-                                     description="Pruning Explorer: run and inspect pruning sessions.")
+    # The console script is `pruning`; `python -m pruning` runs the same parser.
+    prog = "pruning" if Path(sys.argv[0]).name == "pruning" else "python -m pruning"
+    parser = Parser(prog=prog, description="Pruning Explorer: run and inspect pruning sessions.")
     parser.add_argument("--home", default=None, help="store folder (default: $PRUNING_HOME or ~/.pruning)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run one pruning session (defaults: the default session)")
     add_config_flags(run)
-    run.add_argument("--name", default=None, help="a label for the run")
+    run.add_argument("--name", default=None, type=_checked(check_name),
+                     help=f"a label for the run (at most {NAME_MAX} characters, one line)")
     run.add_argument("--download", action="store_true", help="download the dataset if missing")
     run.add_argument("--json", action="store_true", help="print one JSON object at the end")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     lst = sub.add_parser("list", help="list runs with accuracy, sparsity, FLOPs and latency")
     lst.add_argument("--status", choices=["running", "done", "failed", "stopped"])
-    lst.add_argument("--limit", type=int, default=None)
+    lst.add_argument("--limit", type=positive_int, default=None, help="show at most this many")
     lst.add_argument("--json", action="store_true")
 
     show = sub.add_parser("show", help="show one run (id or unique prefix)")
@@ -334,11 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="run a grid of sessions (comma-separated lists)")
     add_config_flags(sweep)
-    sweep.add_argument("--models")
-    sweep.add_argument("--methods")
-    sweep.add_argument("--schedules")
-    sweep.add_argument("--sparsities")
-    sweep.add_argument("--seeds")
+    add_sweep_flags(sweep)
     sweep.add_argument("--preset", choices=["schedules", "ssc"],
                        help="schedules: one_shot/iterative/agp/one_cycle × 3 seeds; "
                             "ssc: SSC vs pruning at init (random/snip/grasp/synflow)")
@@ -354,18 +466,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure what pruning costs and buys on this machine")
     bench.add_argument("--json", action="store_true", help="one JSON object on one line")
-    bench.add_argument("--threads", type=int, default=None,
+    threads = next(s for s in specs() if s.name == "threads")
+    bench.add_argument("--threads", type=_reader(threads), default=None,
                        help="torch CPU threads for the measurements (default: torch's own)")
     bench.add_argument("--quick", action="store_true", help="fewer repeats (noisier)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     commands = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "sweep": cmd_sweep,
                 "export": cmd_export, "bench": cmd_bench}
     try:
+        args = build_parser().parse_args(argv)
+        from pruning.store import RunStore
+
         store = RunStore(args.home) if args.home else RunStore()
         return commands[args.command](args, store)
     except ConfigError as exc:

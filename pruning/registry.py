@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
+
+from pruning.config import ConfigError, parse_value, specs
 
 T = TypeVar("T")
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(ConfigError):
     """An unknown registry key; the message names the valid choices."""
 
 
@@ -50,6 +53,16 @@ class Registry(Generic[T]):
 
         return decorator
 
+    @contextmanager
+    def registered(self, name: str, obj: T, *, config: type | None = None,
+                   description: str | None = None) -> Iterator[T]:
+        """Register ``obj`` for the duration of a ``with`` block (tests, experiments)."""
+        self.register(name, config=config, description=description)(obj)
+        try:
+            yield obj
+        finally:
+            del self._entries[name]
+
     def entry(self, name: str) -> Entry[T]:
         try:
             return self._entries[name]
@@ -77,48 +90,27 @@ class Registry(Generic[T]):
         return len(self._entries)
 
 
-def build_config(config_cls: type | None, params: dict[str, Any], owner: str) -> Any:
-    """Instantiate an entry's config dataclass from a loose dict, converting strings from the CLI.
+def build_config(config_cls: type | None, params: Mapping[str, Any], owner: str) -> Any:
+    """Instantiate an entry's config dataclass from a loose dict (strings from the CLI or a URL,
+    or typed values from a stored run).
 
-    Unknown keys and unconvertible values raise ValueError with a message naming the fix.
+    Each value is read and checked by its field's description (``pruning.config.specs``: type,
+    finiteness, bounds, choices). Unknown keys and bad values raise ValueError (ConfigError)
+    with a message naming the fix.
     """
     if config_cls is None:
         if params:
-            raise ValueError(f"{owner} takes no parameters (got: {', '.join(params)})")
+            raise ConfigError(f"{owner} takes no parameters (got: {', '.join(params)})")
         return None
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    fields = {s.name: s for s in specs(config_cls)}
     unknown = sorted(set(params) - set(fields))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{owner} has no parameter {', '.join(unknown)}; valid: {', '.join(fields) or 'none'}"
         )
-    values = {}
-    for key, raw in params.items():
-        default = fields[key].default
-        kind = type(default) if default is not dataclasses.MISSING else str
-        values[key] = _convert(raw, kind, f"{owner} parameter {key}")
+    values = {key: parse_value(fields[key], raw, f"{owner} parameter {key}")
+              for key, raw in params.items()}
     try:
         return config_cls(**values)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{owner}: {exc}") from None
-
-
-def _convert(raw: Any, kind: type, what: str) -> Any:
-    if not isinstance(raw, str) or kind is str:
-        if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
-            return float(raw)
-        if kind is tuple and isinstance(raw, list):
-            return tuple(raw)
-        return raw
-    try:
-        if kind is bool:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if kind is tuple:
-            return tuple(int(x) for x in raw.replace("x", ",").split(","))
-        return kind(raw)
-    except ValueError:
-        raise ValueError(f"{what}: cannot read {raw!r} as {kind.__name__}") from None
+        raise ConfigError(f"{owner}: {exc}") from None

@@ -92,8 +92,9 @@ def environment(device: torch.device) -> dict[str, Any]:
 def prepare(config: RunConfig, download: bool = False):
     """Validate and load everything a run needs, before anything is written. Raises ConfigError."""
     from pruning import data, models
+    from pruning.validation import validate
 
-    config.validate()
+    validate(config)
     channels, size, classes = data.dataset_shape(config)
     models.check_compatible(config.model, channels, size)
     device = resolve_device(config.device)

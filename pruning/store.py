@@ -341,9 +341,12 @@ class RunStore:
             raise UnknownRunError(
                 f"no run {run_id!r}: the store {self.home} is empty; start one with "
                 f"`python -m pruning run`")
+        if not run_id.strip():
+            raise UnknownRunError("no run id given; see `python -m pruning list` for the ids")
         with self._connect() as db:
-            rows = db.execute("SELECT id FROM runs WHERE id = ? OR id LIKE ? ORDER BY created",
-                              (run_id, run_id.replace("%", "") + "%")).fetchall()
+            # A plain prefix comparison: LIKE would read "_" and "%" in the id as wildcards.
+            rows = db.execute("SELECT id FROM runs WHERE substr(id, 1, length(?)) = ? "
+                              "ORDER BY created", (run_id, run_id)).fetchall()
         ids = [r[0] for r in rows]
         if run_id in ids:
             return run_id

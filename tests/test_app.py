@@ -173,7 +173,7 @@ def test_run_page_widgets(empty_home):
 
 @pytest.mark.parametrize("query, needle", [({"model": "nope"}, "unknown model 'nope'"),
                                            ({"sparsity": "1.5"}, "sparsity must be in [0, 1)"),
-                                           ({"epochs": "many"}, "epochs='many'")])
+                                           ({"epochs": "many"}, "epochs: cannot read 'many'")])
 def test_run_page_bad_link_shows_error_and_keeps_the_rest(empty_home, query, needle):
     at = app("pages/1_Run.py", {**query, "seed": "7"})
     no_exception(at)
@@ -185,7 +185,8 @@ def test_run_page_bad_link_shows_error_and_keeps_the_rest(empty_home, query, nee
 
 
 def test_run_page_link_reproduces_setup(empty_home):
-    config = RunConfig(model="lenet5", method="synflow", schedule="iterative", steps=4,
+    config = RunConfig(model="lenet5", method="synflow", schedule="iterative",
+                       schedule_params={"steps": 4},
                        sparsity=0.7, epochs=3, seed=5, granularity="nm", nm_n=1, nm_m=4,
                        method_params={"iterations": 10})
     at = app("pages/1_Run.py", forms.config_to_query(config))
@@ -193,7 +194,7 @@ def test_run_page_link_reproduces_setup(empty_home):
     assert not at.error
     assert at.selectbox(key="run.model").value == "lenet5"
     assert at.selectbox(key="run.method").value == "synflow"
-    assert at.number_input(key="run.steps").value == 4
+    assert at.number_input(key="run.s.iterative.steps").value == 4
     assert at.number_input(key="run.p.synflow.iterations").value == 10
     assert at.number_input(key="run.nm_n").value == 1
     # and the page writes the same setup back into the URL
@@ -332,7 +333,7 @@ def test_schedules_page_curves_follow_the_sliders(empty_home):
     chart = at.get("plotly_chart")[0]
     assert "one_cycle" in chart.proto.spec and "agp" in chart.proto.spec
     at.multiselect(key="sch-names").set_value(["iterative"]).run()
-    at.slider(key="sch-steps").set_value(5).run()
+    at.slider(key="sch-p.iterative.steps").set_value(5).run()
     no_exception(at)
     spec = at.get("plotly_chart")[0].proto.spec
     assert "iterative" in spec and "one_cycle" not in spec
@@ -491,11 +492,11 @@ def test_start_run_refuses_bad_config_before_starting(tmp_path):
 
 def test_run_page_keeps_hidden_choices(empty_home):
     at = app("pages/1_Run.py")
-    at.number_input(key="run.alpha").set_value(9.0).run()
+    at.number_input(key="run.s.one_cycle.alpha").set_value(9.0).run()
     at.selectbox(key="run.schedule").set_value("iterative").run()  # α is hidden now
     at.selectbox(key="run.schedule").set_value("one_cycle").run()
     no_exception(at)
-    assert at.number_input(key="run.alpha").value == 9.0
+    assert at.number_input(key="run.s.one_cycle.alpha").value == 9.0
     at.selectbox(key="run.granularity").set_value("nm").run()
     assert (at.number_input(key="run.nm_n").value, at.number_input(key="run.nm_m").value) == (2, 4)
     # 2:4 cannot reach the 90 % target: the page says so and will not start

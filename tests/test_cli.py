@@ -41,7 +41,7 @@ def test_run_json_list_show(home, capsys):
     (["run", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["run", "--sparsity", "1.2"], "sparsity must be in [0, 1)"),
     (["run", "--sparsity", "-0.1"], "sparsity must be in [0, 1)"),
-    (["run", "--epochs", "0"], "epochs must be a positive integer"),
+    (["run", "--epochs", "0"], "epochs must be in [1, 1000]"),
     (["run", "--dataset", "mnist"], "--download"),
     (["run", "--image-size", "12"], "image size must be"),
     (["show", "no-such-run"], "no run 'no-such-run'"),

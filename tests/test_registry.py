@@ -36,7 +36,7 @@ def test_build_config_converts_cli_strings():
     assert cfg == Cfg(lam=2.5, steps=7, flag=True, block=(2, 2))
     with pytest.raises(ValueError, match="has no parameter nope; valid: lam, steps, flag, block"):
         build_config(Cfg, {"nope": "1"}, "method m")
-    with pytest.raises(ValueError, match="cannot read 'x' as int"):
+    with pytest.raises(ValueError, match="cannot read 'x' as a whole number"):
         build_config(Cfg, {"steps": "x"}, "method m")
     with pytest.raises(ValueError, match="takes no parameters"):
         build_config(None, {"a": 1}, "method m")

@@ -67,14 +67,14 @@ def test_one_cycle_values_from_the_formula():
                     (0.5, 0.7928151992754442), (0.75, 0.8964474928139633), (1.0, 0.9)]:
         assert schedule(t) == pytest.approx(want, rel=1e-12)
     # β = 6 (the author's library default): t = 0.5 -> 0.9·(1 + e^−8)/(1 + e^−1) = 0.6581734393157485
-    assert make_schedule("one_cycle", final=0.9, beta=6.0)(0.5) == pytest.approx(0.6581734393157485)
+    assert make_schedule("one_cycle", final=0.9, params={"beta": 6.0})(0.5) == pytest.approx(0.6581734393157485)
     # at t = 0 one_cycle is already ≈ 0.7 % of the way (β = 5)
     assert schedule(0.0) / 0.9 == pytest.approx(0.00669, abs=1e-5)
 
 
 def test_one_cycle_needs_a_positive_alpha():
     with pytest.raises(ValueError, match="alpha"):
-        make_schedule("one_cycle", final=0.9, alpha=-3.0)
+        make_schedule("one_cycle", final=0.9, params={"alpha": -3.0})
 
 
 def test_agp_values_from_the_formula():
@@ -125,8 +125,9 @@ def test_schedule_from_config_uses_defaults_and_custom_windows():
     default = schedule_from_config(RunConfig(schedule="agp", sparsity=0.7))
     assert (default.start, default.end, default.final) == (0.2, 1.0, 0.7)
     custom = schedule_from_config(RunConfig(schedule="one_cycle", sparsity=0.6, window_start=0.1,
-                                            window_end=0.6, alpha=10.0, beta=4.0))
-    assert (custom.start, custom.end, custom.alpha, custom.beta) == (0.1, 0.6, 10.0, 4.0)
+                                            window_end=0.6,
+                                            schedule_params={"alpha": 10.0, "beta": 4.0}))
+    assert (custom.start, custom.end, custom.params.alpha, custom.params.beta) == (0.1, 0.6, 10.0, 4.0)
     assert custom(0.05) == 0.0 and custom(0.6) == 0.6
 
 
@@ -138,4 +139,4 @@ def test_invalid_schedules_are_refused(kwargs):
     with pytest.raises(ValueError):
         make_schedule("linear", **params)
     with pytest.raises(ValueError, match="step"):
-        make_schedule("iterative", final=0.5, steps=0)
+        make_schedule("iterative", final=0.5, params={"steps": 0})

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruning.config import RunConfig
+from pruning.validation import validate
 from pruning.masks import prunable_parameters
 from pruning.methods import METHODS, method_config
 from pruning.methods.ssc import (FULL, POINTWISE, SSCConv2d, SscConfig, choose_periods,
@@ -249,7 +250,7 @@ def test_baseline_configs_match_the_ssc_parameter_count():
     to_ssc(model, 0.25)
     ssc_total = sum(p.numel() for p in model.parameters())
     for c in configs[1:]:
-        c.validate()
+        validate(c)
         assert (c.schedule, c.window_start, c.window_end) == ("one_shot", 0.0, 0.0)
         assert (c.model, c.epochs, c.seed) == ("small_cnn", 3, 0)
         assert dense_total - c.sparsity * prunable == pytest.approx(ssc_total, abs=0.5)

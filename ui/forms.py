@@ -1,55 +1,36 @@
-"""Widgets generated from config dataclasses, and RunConfig <-> URL query parameters.
+"""Widgets generated from setting descriptions, and RunConfig <-> URL query parameters.
 
-A method's own settings are a frozen dataclass registered with it
-(``pruning.methods.METHODS.config_class(name)``), so the app never hand-writes a form per method:
-``dataclass_widgets`` maps each field to a widget by the type of its default — bool → checkbox,
-int/float → number_input, str → selectbox when the choices are known (a ``Literal`` annotation
-or ``field(metadata={"choices": ...})``) else text_input, tuple → a text field written "1x4". A
-field's ``metadata["help"]`` becomes the widget's tooltip.
+Every setting is described once (``pruning.config.specs``: a RunConfig field's metadata, or a
+method's or schedule's own parameter dataclass), and ``setting_widget`` draws it by its kind —
+bool → checkbox, a Literal or listed choices → selectbox (with the description's labels),
+int/float → number_input (its step and format), tuple → a text field written "1x4", str →
+text_input — with the description's help (and bounds) as the tooltip. ``dataclass_widgets`` does
+that for a whole parameter dataclass; the Run page draws RunConfig's sections with it too.
 
 The Run page's choices live in the URL (``st.query_params``) so a link reproduces the setup: only
-fields that differ from the defaults are written, method settings as ``p.<name>``.
-``config_from_query`` reads them back and reports every value it had to ignore, so a bad link
-shows an ``st.error`` naming the field and the fix, and the page still opens.
+fields that differ from the defaults are written, method settings as ``p.<name>`` and schedule
+settings as ``s.<name>``. ``config_from_query`` reads them back by the same descriptions (NaN,
+infinity and out-of-bounds values refused) and reports every value it had to ignore, so a bad
+link shows an ``st.error`` naming the field and the fix, and the page still opens.
 """
 from __future__ import annotations
 
-import dataclasses
-import typing
 from typing import Any, Mapping, Sequence
 
 import streamlit as st
 
-from pruning.config import ConfigError, RunConfig
-from pruning.registry import build_config
+from pruning.config import (LEGACY_SCHEDULE_FIELDS, ConfigError, RunConfig, Spec, format_value,
+                            parse_value, specs)
+from pruning.validation import validate
 
-#: query-parameter prefix of the method's own settings
+#: query-parameter prefixes of the method's and the schedule's own settings
 PARAM_PREFIX = "p."
-
-
-def _choices(cls: type, f: dataclasses.Field) -> list[Any] | None:
-    if "choices" in f.metadata:
-        return list(f.metadata["choices"])
-    try:
-        hint = typing.get_type_hints(cls).get(f.name)
-    except Exception:  # unresolvable forward references: fall back to the default's type
-        return None
-    if typing.get_origin(hint) is typing.Literal:
-        return list(typing.get_args(hint))
-    return None
-
-
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return None
+SCHEDULE_PREFIX = "s."
 
 
 def tuple_text(value: Sequence[int]) -> str:
     """(1, 4) → "1x4", the way tuples are typed in the app and the CLI."""
-    return "x".join(str(v) for v in value)
+    return format_value(tuple(value))
 
 
 def parse_tuple(text: str, what: str) -> tuple[int, ...]:
@@ -60,8 +41,41 @@ def parse_tuple(text: str, what: str) -> tuple[int, ...]:
                           f"(got {text!r})") from None
 
 
-def _label(name: str) -> str:
-    return name.replace("_", " ")
+def setting_widget(s: Spec, key: str, *, value: Any = None, options: Sequence | None = None,
+                   disabled: bool = False, container: Any = None) -> Any:
+    """One widget for setting ``s`` (key ``key``), returning its typed value.
+
+    ``value`` is the starting value when the widget is new (default: the setting's default);
+    ``options`` overrides the choices (e.g. the devices this machine has).
+    """
+    box = container if container is not None else st
+    value = s.default if value is None else value
+    help_text = s.describe()
+    # A widget whose key is already in session state keeps that value; passing a start value
+    # too would only make Streamlit log a warning.
+    start = (lambda v: {"value": v}) if key not in st.session_state else (lambda v: {})
+    choices = list(options if options is not None else s.choices or [])
+    if s.kind is bool:
+        return box.checkbox(s.label, key=key, help=help_text, disabled=disabled,
+                            **start(bool(value)))
+    if choices:
+        index = choices.index(value) if value in choices else 0
+        return box.selectbox(s.label, choices, key=key, help=help_text, disabled=disabled,
+                             format_func=lambda c: s.labels.get(c, str(c)),
+                             **({"index": index} if key not in st.session_state else {}))
+    if s.kind is int:
+        return int(box.number_input(s.label, step=int(s.step or 1), key=key, help=help_text,
+                                    disabled=disabled, **start(int(value))))
+    if s.kind is float:
+        return float(box.number_input(s.label, step=s.step, format=s.fmt or "%.4g", key=key,
+                                      help=help_text, disabled=disabled, **start(float(value))))
+    if s.kind is tuple:
+        text = box.text_input(s.label, key=key, disabled=disabled,
+                              help=help_text or "whole numbers separated by x, e.g. 1x4",
+                              **start(tuple_text(value)))
+        return parse_tuple(text, s.label)
+    return box.text_input(s.label, key=key, help=help_text, disabled=disabled,
+                          **start("" if value is None else str(value)))
 
 
 def dataclass_widgets(cls: type | None, values: Mapping[str, Any] | None = None, *,
@@ -75,169 +89,105 @@ def dataclass_widgets(cls: type | None, values: Mapping[str, Any] | None = None,
     if cls is None:
         return {}
     values = dict(values or {})
-    fields = [f for f in dataclasses.fields(cls) if f.init]
+    fields = specs(cls)
     if not fields:
         return {}
     cols = st.columns(min(columns, len(fields)))
-    out: dict[str, Any] = {}
-    for i, f in enumerate(fields):
-        default = _default(f)
-        value = values.get(f.name, default)
-        options = list((choices or {}).get(f.name) or _choices(cls, f) or [])
-        help_text = f.metadata.get("help")
-        wkey = f"{key}.{f.name}"
-        label = _label(f.name)
-        # A widget whose key is already in session state keeps that value; passing a default too
-        # would only make Streamlit log a warning.
-        fresh = wkey not in st.session_state
-        with cols[i % len(cols)]:
-            if isinstance(default, bool):
-                out[f.name] = st.checkbox(label, **({"value": bool(value)} if fresh else {}),
-                                          key=wkey, help=help_text, disabled=disabled)
-            elif options:
-                index = options.index(value) if value in options else 0
-                out[f.name] = st.selectbox(label, options, **({"index": index} if fresh else {}),
-                                           key=wkey, help=help_text, disabled=disabled)
-            elif isinstance(default, int):
-                out[f.name] = int(st.number_input(label, **({"value": int(value)} if fresh else {}),
-                                                  step=1, key=wkey, help=help_text,
-                                                  disabled=disabled))
-            elif isinstance(default, float):
-                out[f.name] = float(st.number_input(
-                    label, **({"value": float(value)} if fresh else {}), key=wkey,
-                    help=help_text, format="%.4g", disabled=disabled))
-            elif isinstance(default, tuple):
-                text = st.text_input(label, **({"value": tuple_text(value)} if fresh else {}),
-                                     key=wkey, disabled=disabled,
-                                     help=help_text or "whole numbers separated by x, e.g. 1x4")
-                out[f.name] = parse_tuple(text, label)
-            else:
-                text_value = "" if value is None else str(value)
-                out[f.name] = st.text_input(label, **({"value": text_value} if fresh else {}),
-                                            key=wkey, help=help_text, disabled=disabled)
-    return out
+    return {s.name: setting_widget(s, f"{key}.{s.name}", value=values.get(s.name),
+                                   options=(choices or {}).get(s.name), disabled=disabled,
+                                   container=cols[i % len(cols)])
+            for i, s in enumerate(fields)}
 
 
 def changed_params(cls: type | None, values: Mapping[str, Any]) -> dict[str, Any]:
     """Only the values that differ from the dataclass defaults (keeps configs and URLs short)."""
     if cls is None:
         return {}
-    defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
+    defaults = {s.name: s.default for s in specs(cls)}
     return {k: v for k, v in values.items() if k in defaults and v != defaults[k]}
 
 
 # ---- RunConfig <-> query parameters -----------------------------------------------------------
-_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+_SPECS = {s.name: s for s in specs(RunConfig)}
 _DEFAULTS = RunConfig()
 
 
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return tuple_text(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def config_to_query(config: RunConfig) -> dict[str, str]:
-    """The fields that differ from the defaults, as strings; method settings as ``p.<name>``."""
+    """The fields that differ from the defaults, as strings; method settings as ``p.<name>``,
+    schedule settings as ``s.<name>``."""
     out: dict[str, str] = {}
-    for name in _FIELDS:
+    for name in _SPECS:
         value = getattr(config, name)
         if name == "method_params":
-            for key, param in sorted(value.items()):
-                out[PARAM_PREFIX + key] = _query_value(param)
+            out.update({PARAM_PREFIX + k: format_value(v) for k, v in sorted(value.items())})
+        elif name == "schedule_params":
+            out.update({SCHEDULE_PREFIX + k: format_value(v) for k, v in sorted(value.items())})
         elif value != getattr(_DEFAULTS, name):
-            out[name] = _query_value(value)
+            out[name] = format_value(value)
     return out
 
 
-def _parse_field(name: str, raw: str) -> Any:
-    kind = type(getattr(_DEFAULTS, name))
-    try:
-        if kind is bool:
-            low = raw.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if kind is float:
-            return float(raw)
-        if kind is int:
-            return int(raw)
-        return raw
-    except ValueError:
-        what = {bool: "true or false", int: "a whole number", float: "a number"}.get(kind, "text")
-        raise ConfigError(f"{name}={raw!r} is not {what}") from None
-
-
+#: settings that are only valid together, judged together
 _PAIRS = (("nm_n", "nm_m"), ("window_start", "window_end"))
 
 
 def config_from_query(query: Mapping[str, Any]) -> tuple[RunConfig, list[str]]:
     """A valid RunConfig from query parameters, and the problems with the values it ignored.
 
-    Keys that are not RunConfig fields (other widgets' parameters) are left alone. Values are
-    applied one at a time in field order; one that cannot be read or that makes the config
-    invalid is skipped and reported as "name: reason", so the rest of the link still applies.
+    Keys that are not settings (other widgets' parameters) are left alone; links from before
+    schedules had their own parameters (``alpha=``, ``steps=``) still work. Values are applied
+    one at a time in field order; one that cannot be read or that makes the config invalid is
+    skipped and reported as "name: reason", so the rest of the link still applies.
     """
     def first(value: Any) -> str:
         return str(value[0] if isinstance(value, (list, tuple)) and value else value)
 
     raw = {k: first(v) for k, v in query.items()}
     method_raw = {k[len(PARAM_PREFIX):]: v for k, v in raw.items() if k.startswith(PARAM_PREFIX)}
-    plain = {k: v for k, v in raw.items() if k in _FIELDS and k != "method_params"}
+    schedule_raw = {k[len(SCHEDULE_PREFIX):]: v for k, v in raw.items()
+                    if k.startswith(SCHEDULE_PREFIX)}
+    schedule = raw.get("schedule", _DEFAULTS.schedule)
+    for old, (readers, _) in LEGACY_SCHEDULE_FIELDS.items():
+        if old in raw and schedule in readers:
+            schedule_raw.setdefault(old, raw[old])
     problems: list[str] = []
     parsed: dict[str, Any] = {}
-    for name, text in plain.items():
-        try:
-            parsed[name] = _parse_field(name, text)
-        except ConfigError as exc:
-            problems.append(str(exc))
-    config = _DEFAULTS
+    for name, text in raw.items():
+        if name in _SPECS and _SPECS[name].kind is not dict:
+            try:
+                parsed[name] = parse_value(_SPECS[name], text)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    extras = {"method_params": method_raw, "schedule_params": schedule_raw}
     try:  # the common case: everything together is valid
-        candidate = RunConfig(**{**_DEFAULTS.to_dict(), **parsed, "method_params": method_raw})
-        candidate.validate()
-        return _typed_params(candidate), problems
+        return validate(_DEFAULTS.replace(**parsed, **extras)), problems
     except ConfigError:
         pass
-    # Field order (sparsity before initial_sparsity); pairs that are only valid together are
-    # judged together.
+    # Judged one group at a time, in field order (sparsity before initial_sparsity); settings
+    # that are only valid together form one group; the method's and the schedule's settings
+    # follow their choice. Passes repeat while some group becomes valid (granularity=nm waits
+    # for a sparsity N:M can reach); what never does is reported.
     groups: list[tuple[str, ...]] = []
-    for name in _FIELDS:
+    for name in _SPECS:
         group = next((g for g in _PAIRS if name in g), (name,))
-        present = tuple(n for n in group if n in parsed)
+        present = tuple(n for n in group if n in parsed or (n in extras and extras[n]))
         if present and present not in groups:
             groups.append(present)
-    for group in groups:
-        candidate = config.replace(**{n: parsed[n] for n in group})
-        try:
-            candidate.validate()
-            config = candidate
-        except ConfigError as exc:
-            problems.append(f"{' and '.join(group)}: {exc}")
-    if method_raw:
-        candidate = config.replace(method_params=method_raw)
-        try:
-            candidate.validate()
-            config = candidate
-        except ConfigError as exc:
-            problems.append(f"method settings: {exc}")
-    return _typed_params(config), problems
-
-
-def _typed_params(config: RunConfig) -> RunConfig:
-    """Method params in their typed form (int, float, tuple …) instead of URL strings."""
-    if not config.method_params:
-        return config
-    from pruning.methods import METHODS
-
-    cls = METHODS.config_class(config.method)
-    typed = build_config(cls, dict(config.method_params), f"method {config.method!r}")
-    return config.replace(method_params={k: getattr(typed, k) for k in config.method_params})
+    config, pending = _DEFAULTS, groups
+    while True:
+        errors: dict[tuple[str, ...], str] = {}
+        for group in pending:
+            try:
+                config = validate(config.replace(
+                    **{n: parsed[n] if n in parsed else extras[n] for n in group}))
+            except ConfigError as exc:
+                errors[group] = str(exc)
+        if len(errors) == len(pending):  # no group became valid in this pass
+            break
+        pending = [g for g in pending if g in errors]
+    what = {"method_params": "method settings", "schedule_params": "schedule settings"}
+    problems += [f"{' and '.join(what.get(n, n) for n in g)}: {errors[g]}" for g in pending]
+    return config, problems
 
 
 def sync_query(config: RunConfig, keep: Sequence[str] = ()) -> None:
@@ -254,24 +204,17 @@ def sync_query(config: RunConfig, keep: Sequence[str] = ()) -> None:
         st.query_params.from_dict(wanted)
 
 
-def parse_list(text: str, kind: type, what: str) -> list:
-    """"0.5, 0.8, 0.9" → [0.5, 0.8, 0.9]; ConfigError naming the field otherwise."""
-    try:
-        return [kind(x.strip()) for x in text.replace(";", ",").split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"{what}: write a comma-separated list of {kind.__name__} values, "
-                          f"e.g. 0.5, 0.8, 0.9 (got {text!r})") from None
-
-
 def cli_command(config: RunConfig) -> str:
     """The ``python -m pruning run`` line that reproduces ``config`` (non-default flags only)."""
     parts = ["python -m pruning run"]
     for name, text in config_to_query(config).items():
         if name.startswith(PARAM_PREFIX):
             parts.append(f"--param {name[len(PARAM_PREFIX):]}={text}")
-        elif isinstance(getattr(config, name), bool):
-            flag = "--" + name.replace("_", "-")
+        elif name.startswith(SCHEDULE_PREFIX):
+            parts.append(f"--{name[len(SCHEDULE_PREFIX):].replace('_', '-')} {text}")
+        elif _SPECS[name].kind is bool:
+            flag = _SPECS[name].flag
             parts.append(flag if getattr(config, name) else "--no-" + flag[2:])
         else:
-            parts.append(f"--{name.replace('_', '-')} {text}")
+            parts.append(f"{_SPECS[name].flag} {text}")
     return " ".join(parts)

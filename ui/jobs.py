@@ -381,8 +381,9 @@ def check_config(config: RunConfig, limits: JobLimits) -> None:
     """What can be refused at once, before a thread starts: ConfigError naming the fix."""
     from pruning import data, models
     from pruning.session import resolve_device
+    from pruning.validation import validate
 
-    config.validate()
+    config = validate(config)
     limits.check(config)
     channels, size, _ = data.dataset_shape(config)
     models.check_compatible(config.model, channels, size)

@@ -26,15 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from pruning.config import ConfigError, RunConfig
-from pruning.registry import Registry
 
-DATASETS: Registry[type] = Registry("dataset")
-
-SPLITS = ("train", "test")
-
-
-class DatasetMissingError(ConfigError):
-    """The dataset's files are not on disk; the message names the folder and ``--download``."""
+from pruning.data.base import DATASETS, SPLITS, DatasetMissingError, normalise  # noqa: F401
 
 
 def data_root() -> Path:
@@ -150,15 +143,6 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     shrink = size < min(x.shape[-2:])
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                          antialias=shrink)
-
-
-def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 ``(N, C, H, W)`` in [0, 255] -> float32 standardised per channel."""
-    channels = images.shape[1]
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, channels, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, channels, 1, 1)
-    # contiguous() on the uint8 tensor: a permuted (N, H, W, C) source is copied at 1/4 the cost.
-    return images.contiguous().to(torch.float32).div_(255.0).sub_(mean_t).div_(std_t)
 
 
 # Registration happens on import; order here is the order users see.

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pruning.data import DATASETS
+from pruning.data.base import DATASETS
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2

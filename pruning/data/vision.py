@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from pruning.config import ConfigError
-from pruning.data import DATASETS, DatasetMissingError, normalise
+from pruning.data.base import DATASETS, DatasetMissingError, normalise
 
 # Errors torchvision's readers raise on truncated or foreign files.
 _READ_ERRORS = (OSError, RuntimeError, ValueError, TypeError, KeyError, EOFError,

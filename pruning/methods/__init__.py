@@ -6,17 +6,7 @@ snip, grasp, synflow, taylor; see ``criteria.py`` and ``scheduled.py``) and the 
 """
 from __future__ import annotations
 
-from typing import Any
-
-from pruning.registry import Registry, build_config
-
-METHODS: Registry[type] = Registry("method")
-
-
-def method_config(config) -> Any:
-    """The method's own config dataclass, filled from ``config.method_params`` (ValueError if bad)."""
-    return build_config(METHODS.config_class(config.method), dict(config.method_params),
-                        f"method {config.method!r}")
+from pruning.methods.base import METHODS, method_config  # noqa: F401
 
 
 def build_method(config):

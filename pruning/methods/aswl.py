@@ -31,9 +31,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from pruning.masks import Mask, prunable_layers
-from pruning.methods import METHODS
 from pruning.methods.allocation import global_magnitude_allocation, uniform_allocation
-from pruning.methods.base import Method, MethodResult
+from pruning.methods.base import METHODS, Method, MethodResult
 from pruning.results import TraceKind
 from pruning.training import TrainHooks, fit
 

@@ -22,7 +22,18 @@ from torch import nn
 
 from pruning.config import RunConfig
 from pruning.masks import Mask
+from pruning.registry import Registry, build_config
 from pruning.results import TraceKind
+
+METHODS: Registry[type] = Registry("method")
+"""Registered method classes (filled when ``pruning.methods`` imports its modules)."""
+
+
+def method_config(config: RunConfig) -> Any:
+    """The method's own config dataclass, filled from ``config.method_params`` (ConfigError if
+    bad)."""
+    return build_config(METHODS.config_class(config.method), dict(config.method_params),
+                        f"method {config.method!r}")
 
 
 @dataclass
@@ -45,6 +56,14 @@ class Method(ABC):
     extras: type | None = None
     #: the kinds of trace the method writes (``pruning.results.TraceKind``), with their payloads
     traces: tuple[TraceKind, ...] = ()
+    #: True when a schedule drives the method, which then reads the RunConfig fields marked
+    #: ``follows_schedule`` (scope, granularity, the schedule …); others must leave them default
+    follows_schedule: bool = False
+
+    @classmethod  # noqa: B027 (an optional hook: the default accepts)
+    def check_config(cls, config: RunConfig, method_config: Any) -> None:
+        """Refuse (ConfigError naming the fix) a setup this method cannot run, before anything
+        is written; the default accepts every valid config."""
 
     def __init__(self, config: RunConfig, method_config: Any):
         self.config = config

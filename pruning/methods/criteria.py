@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pruning.config import Bounds, setting
 from pruning.masks import Mask, prunable_parameters
 from pruning.methods.granularity import (GRANULARITIES, SCOPES, common_dtype, lowest_entries,
                                           make_finite_, nm_room, prune_count, sanitize,
@@ -110,7 +111,9 @@ def _register(name: str, *, expensive: bool, description: str, config: type | No
 @dataclass(frozen=True)
 class GraspConfig:
     temperature: float = 200.0   # logits are divided by this before the loss (paper: T = 200)
-    samples_per_class: int = 10  # at most this many examples of each class are taken from the batch
+    samples_per_class: int = setting(  # bounded: the scoring batch grows with it
+        10, help="at most this many examples of each class are taken from the batch",
+        bounds=Bounds(1, 1000))
 
     def __post_init__(self):
         if not self.temperature > 0:
@@ -121,7 +124,8 @@ class GraspConfig:
 
 @dataclass(frozen=True)
 class SynflowConfig:
-    iterations: int = 100  # geometric pruning steps per call (paper: 100)
+    iterations: int = setting(  # bounded: each iteration is a forward and backward pass
+        100, help="geometric pruning steps per call (paper: 100)", bounds=Bounds(1, 1000))
 
     def __post_init__(self):
         if self.iterations < 1:
@@ -130,7 +134,8 @@ class SynflowConfig:
 
 @dataclass(frozen=True)
 class TaylorConfig:
-    chunks: int = 4  # the batch is split into this many chunks; |w ⊙ g| is averaged over them
+    chunks: int = setting(4, help="the batch is split into this many chunks; |w ⊙ g| is "
+                          "averaged over them", bounds=Bounds(1, 1000))
 
     def __post_init__(self):
         if self.chunks < 1:

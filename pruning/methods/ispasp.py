@@ -51,9 +51,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from pruning.config import ConfigError
-from pruning.methods import METHODS
-from pruning.methods.base import Method, MethodResult
+from pruning.config import Bounds, ConfigError, setting
+from pruning.methods.base import METHODS, Method, MethodResult
+from pruning.results import TraceKind
 from pruning.metrics.sparsity import param_counts
 from pruning.results import TraceKind
 from pruning.training import evaluate, fit, make_optimizer
@@ -94,11 +94,14 @@ MERGE_ELEMENTS = 1 << 24
 @dataclass(frozen=True)
 class IspaspConfig:
     keep_ratio: float = 0.5            # s = floor(keep_ratio · C) units kept per block
-    iterations: int = 20               # T, i-SpaSP iterations per block
-    pruning_batches: int = 5           # batches (of the run's batch size) in the pruning set
+    iterations: int = setting(20, help="T, i-SpaSP iterations per block",  # bounded: work
+                              bounds=Bounds(1, 1000))
+    pruning_batches: int = setting(5, help="batches (of the run's batch size) in the pruning "
+                                   "set", bounds=Bounds(1, 1000))
     pretrain_fraction: float = 0.6     # share of the epochs trained dense before pruning
     finetune_fraction: float = 0.4     # share of the epochs fine-tuning the pruned network
-    finetune_per_block_steps: int = 0  # optimizer steps after each block (0 = off)
+    finetune_per_block_steps: int = setting(0, help="optimizer steps after each block (0 = off)",
+                                            bounds=Bounds(0, 100_000))
 
     def __post_init__(self):
         if not 0.0 < self.keep_ratio <= 1.0:

@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from pruning.masks import Mask
-from pruning.methods import METHODS
-from pruning.methods.base import Method, MethodResult
+from pruning.methods.base import METHODS, Method, MethodResult
 from pruning.methods.criteria import CRITERIA, Pruner, keep_going
 from pruning.schedules import schedule_from_config
 from pruning.training import TrainHooks, fit
@@ -91,6 +90,7 @@ class ScheduledHooks(TrainHooks):
 class ScheduledPruning(Method):
     """Base of the criterion methods; ``criterion`` names an entry of CRITERIA."""
     criterion = "magnitude"
+    follows_schedule = True
 
     def build_pruner(self, check_stop: Callable[[], None] = keep_going) -> Pruner:
         c = self.config

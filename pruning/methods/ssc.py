@@ -58,8 +58,7 @@ from torch import nn
 
 from pruning.config import ConfigError, RunConfig
 from pruning.masks import prunable_layers, prunable_parameters
-from pruning.methods import METHODS
-from pruning.methods.base import Method, MethodResult
+from pruning.methods.base import METHODS, Method, MethodResult, method_config
 from pruning.metrics.sparsity import param_counts
 from pruning.results import TraceKind
 from pruning.training import fit
@@ -638,6 +637,19 @@ class Ssc(Method):
     extras = SscExtras
     traces = (SSC_PATTERN,)
 
+    @classmethod
+    def check_config(cls, config: RunConfig, method_config: Any) -> None:
+        """SSC replaces convolutions: refuse a model without any before a run is written."""
+        from pruning.data import dataset_shape  # late: keeps this module light to import
+        from pruning.models import build_model
+
+        channels, size, classes = dataset_shape(config)
+        model = build_model(config, channels, classes, size)
+        if not _convertible(model, (method_config or SscConfig()).include_stem):
+            raise ConfigError(f"SSC found no convolution to replace in model {config.model!r} "
+                              f"(the stem and the classifier are kept); choose a CNN such as "
+                              f"small_cnn, lenet5 or resnet20")
+
     def run(self, model: nn.Module, ctx) -> MethodResult:
         cfg: SscConfig = self.method_config or SscConfig()
         config = ctx.config
@@ -678,7 +690,6 @@ def ssc_baseline_configs(base: RunConfig) -> list[RunConfig]:
     parameters as SSC does from the same model.
     """
     from pruning.data import dataset_shape  # late: keeps this module light to import
-    from pruning.methods import method_config
     from pruning.models import build_model
 
     ssc_config = base if base.method == "ssc" else base.replace(method="ssc", method_params={})

@@ -33,9 +33,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from pruning.config import Bounds, setting
 from pruning.masks import Mask, prunable_layers
-from pruning.methods import METHODS
-from pruning.methods.base import Method, MethodResult
+from pruning.methods.base import METHODS, Method, MethodResult
 from pruning.results import TraceKind
 from pruning.training import TrainHooks, fit
 
@@ -65,7 +65,8 @@ class UnificationConfig:
     admm_fraction: float = 0.7   # share of the epochs spent in the ADMM phase; the rest fine-tunes
     # Z/U updates in the ADMM phase; 0 = one per epoch. With Adam, rounds of only a few steps
     # let U grow faster than W can follow and ‖W − Z‖ stops falling.
-    admm_rounds: int = 0
+    admm_rounds: int = setting(0, help="Z/U updates in the ADMM phase; 0 = one per epoch",
+                               bounds=Bounds(0, 100_000))
     scope: str = "layerwise"     # which blocks are pruned: smallest norms per layer or over all
 
     def __post_init__(self):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pruning.models import register_model, scaled
+from pruning.models.base import register_model, scaled
 
 
 class BasicBlock(nn.Module):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pruning.models import register_model
+from pruning.models.base import register_model
 
 
 def _stem(in_channels: int, out_channels: int) -> nn.Conv2d:

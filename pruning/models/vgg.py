@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pruning.models import register_model, scaled
+from pruning.models.base import register_model, scaled
 
 # Output channels per conv layer; "M" is a 2x2 max-pool.
 CONFIGS = {
