@@ -263,22 +263,23 @@ class FitState:
 Callback = Callable[[str, FitState], None]
 
 
+def run_at(moment: str, action: Callable[[FitState], None]) -> Callback:
+    """A callback that runs ``action(state)`` at ``moment`` ("step" or "epoch") only."""
+    def callback(at: str, state: FitState) -> None:
+        if at == moment:
+            action(state)
+    callback.__name__ = f"{moment}:{action.__name__}"
+    return callback
+
+
 def every_step(action: Callable[[FitState], None]) -> Callback:
     """A callback that runs ``action`` after every optimizer step."""
-    def callback(moment: str, state: FitState) -> None:
-        if moment == "step":
-            action(state)
-    callback.__name__ = f"every_step({action.__name__})"
-    return callback
+    return run_at("step", action)
 
 
 def every_epoch(action: Callable[[FitState], None]) -> Callback:
     """A callback that runs ``action`` at the end of every epoch."""
-    def callback(moment: str, state: FitState) -> None:
-        if moment == "epoch":
-            action(state)
-    callback.__name__ = f"every_epoch({action.__name__})"
-    return callback
+    return run_at("epoch", action)
 
 
 def save_snapshot(state: FitState) -> None:

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from pruning.config import ConfigError, RunConfig
+from pruning.models import build_model
 from pruning.session import StoreRecorder, run_session, snapshot_steps
-from pruning.validation import validate
 from pruning.store import RunStore
+from pruning.validation import validate
 
 TINY = RunConfig(epochs=2, max_train_samples=256, snapshots=4)
 
@@ -248,3 +249,26 @@ def test_stopwatch_charges_nested_spans_to_the_innermost():
             clock.now += 1000
         clock.now += 10000
     assert timer.parts == {"method": 10101, "training": 1010}
+
+
+def test_fit_callbacks_compose(digits):
+    """Evaluation, records and events are callbacks: a run can drop one or add its own."""
+    from pruning.training import (MemoryRecorder, RunContext, every_epoch, every_step, fit,
+                                  record_epoch, standard_callbacks)
+
+    config = TINY.replace(batch_size=64)
+    digits.train_x, digits.train_y = digits.train_x[:256], digits.train_y[:256]
+    model = build_model(config, 1, 10, 8)
+    steps = []
+    ctx = RunContext(config, None, digits, torch.device("cpu"), MemoryRecorder(),
+                     callbacks=[every_step(lambda state: steps.append(state.step)),
+                                every_epoch(record_epoch)])  # no test evaluation
+    fit(model, ctx, epochs=2)
+    assert steps == list(range(1, 9))
+    assert [row["epoch"] for row in ctx.recorder.epochs] == [1, 2]
+    assert all("test_acc" not in row and "train_loss" in row for row in ctx.recorder.epochs)
+    assert ctx.stopwatch.parts.keys() >= {"training", "method", "recording"}
+    assert "evaluation" not in ctx.stopwatch.parts
+    names = [callback.__name__ for callback in standard_callbacks()]
+    assert names == ["step:save_snapshot", "step:emit_progress", "epoch:evaluate_test",
+                     "epoch:record_epoch", "epoch:emit_epoch"]
