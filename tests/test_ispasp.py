@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -266,3 +268,49 @@ def test_untraceable_model_is_refused():
 
 def test_block_name_is_layer1():
     assert Block("a.conv1", (), (), "a.conv2", None, 4).name == "a.conv1"
+
+
+# Outputs of the channel surgery on fixed channel choices, recorded from the hand-written
+# surgery that preceded the Torch-Pruning one (tests/data/ispasp_surgery_reference.json): the
+# dependency-graph surgery must give the same outputs and parameter shapes.
+SURGERY_CASES = [("stand_in", 8, 1.0), ("lenet5", 8, 1.0), ("mlp", 8, 0.2),
+                 ("resnet20", 8, 0.5), ("mobilenet_v2", 8, 0.25), ("small_cnn", 8, 0.5),
+                 ("vgg11", 8, 0.25)]
+SURGERY_REFERENCE = Path(__file__).parent / "data" / "ispasp_surgery_reference.json"
+
+
+def surgery_case(name, size, width):
+    """(model with randomised BatchNorms in eval mode, input, blocks, chosen units per block)."""
+    torch.manual_seed(0)
+    if name == "stand_in":
+        model = _ConvNet()
+    else:
+        model = build_model(RunConfig(model=name, width=width), 3, 10, size)
+    _randomise_bn(model)
+    model.eval()
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
+    blocks = find_blocks(model, x)
+    generator = torch.Generator().manual_seed(1)
+    chosen = [sorted(torch.randperm(block.channels, generator=generator)
+                     [:max(1, block.channels // 3)].tolist()) for block in blocks]
+    return model, x, blocks, chosen
+
+
+def surgery_outcome(name, size, width):
+    model, x, blocks, chosen = surgery_case(name, size, width)
+    for block, kept in zip(blocks, chosen):
+        prune_block(model, block, kept)
+    with torch.no_grad():
+        out = model(x)
+    return {"blocks": [b.layer1 for b in blocks], "output": out.tolist(),
+            "shapes": {n: list(p.shape) for n, p in model.state_dict().items()}}
+
+
+@pytest.mark.parametrize("name, size, width", SURGERY_CASES)
+def test_surgery_outputs_equal_the_recorded_ones(name, size, width):
+    recorded = json.loads(SURGERY_REFERENCE.read_text())[name]
+    outcome = surgery_outcome(name, size, width)
+    assert outcome["blocks"] == recorded["blocks"]
+    assert outcome["shapes"] == recorded["shapes"]
+    torch.testing.assert_close(torch.tensor(outcome["output"]), torch.tensor(recorded["output"]),
+                               rtol=1e-4, atol=1e-5)
