@@ -14,7 +14,8 @@ from pruning.config import ConfigError, RunConfig
 from pruning.data import load_dataset
 from pruning.methods import METHODS, method_config
 from pruning.methods.ispasp import (Block, IspaspConfig, _split_epochs, capture_hidden,
-                                    find_blocks, ispasp_select, prune_block)
+                                    dependency_graph, find_blocks, ispasp_select,
+                                    prune_block)
 from pruning.models import build_model
 from pruning.training import MemoryRecorder, RunContext
 
@@ -148,8 +149,9 @@ def test_surgery_equals_the_dense_block_restricted_to_s(name, size, width):
         chosen.append((block, torch.randperm(block.channels, generator=generator)[:s].tolist()))
     reference = _masked_reference(model, chosen)
     params_before = sum(p.numel() for p in model.parameters())
+    graph = dependency_graph(model, x[:2])
     for block, kept in chosen:
-        prune_block(model, block, kept)
+        prune_block(model, block, kept, graph)
     modules = dict(model.named_modules())
     for block, kept in chosen:
         layer1 = modules[block.layer1]
@@ -183,7 +185,7 @@ def test_capture_hidden_sees_the_pruned_upstream_network():
     model = _ConvNet().eval()
     x = [torch.randn(3, 3, 8, 8)]
     blocks = find_blocks(model, x[0])
-    prune_block(model, blocks[0], [0, 2, 5])
+    prune_block(model, blocks[0], [0, 2, 5], dependency_graph(model, x[0]))
     (hidden,) = capture_hidden(model, model.fc1, x)
     assert hidden.shape == (3, 6 * 16)
     (hidden,) = capture_hidden(model, model.conv2, x)
@@ -251,19 +253,23 @@ def test_run_with_per_block_finetune_counts_its_steps():
     assert result.summary["channels_kept"] == 60 // 2 + 20 // 2
 
 
-def test_untraceable_model_is_refused():
+def test_model_without_a_hidden_layer_is_refused(digits):
     class Branchy(nn.Module):
+        """Data-dependent control flow (fine for the autograd-traced graph), no hidden layer."""
+
         def __init__(self):
             super().__init__()
-            self.fc = nn.Linear(4, 2)
+            self.fc = nn.Linear(64, 10)
 
         def forward(self, x):
-            if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
-                return self.fc(x)
-            return -self.fc(x)
+            x = x.flatten(1)  # (B, 64)
+            return self.fc(x) if x.sum() > 0 else -self.fc(x)
 
-    with pytest.raises(ConfigError, match="cannot trace"):
-        find_blocks(Branchy(), torch.randn(2, 4))
+    assert find_blocks(Branchy(), torch.randn(2, 1, 8, 8)) == []
+    config = RunConfig(method="ispasp", epochs=1)
+    ctx = RunContext(config, method_config(config), digits, torch.device("cpu"), MemoryRecorder())
+    with pytest.raises(ConfigError, match="no prunable block"):
+        METHODS.get("ispasp")(config, method_config(config)).run(Branchy(), ctx)
 
 
 def test_block_name_is_layer1():
@@ -298,8 +304,9 @@ def surgery_case(name, size, width):
 
 def surgery_outcome(name, size, width):
     model, x, blocks, chosen = surgery_case(name, size, width)
+    graph = dependency_graph(model, x)
     for block, kept in zip(blocks, chosen):
-        prune_block(model, block, kept)
+        prune_block(model, block, kept, graph)
     with torch.no_grad():
         out = model(x)
     return {"blocks": [b.layer1 for b in blocks], "output": out.tolist(),
