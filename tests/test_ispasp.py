@@ -250,7 +250,7 @@ def test_run_with_per_block_finetune_counts_its_steps():
                                        finetune_per_block_steps=2)
     steps_per_epoch = data.steps_per_epoch("train", 32)
     assert ctx.steps_done == 2 * steps_per_epoch + 2 * result.summary["blocks"]
-    assert result.summary["channels_kept"] == 60 // 2 + 20 // 2
+    assert result.summary["channels_kept"] == math.floor(0.3 * 60) + math.floor(0.3 * 20)
 
 
 def test_model_without_a_hidden_layer_is_refused(digits):
@@ -321,3 +321,68 @@ def test_surgery_outputs_equal_the_recorded_ones(name, size, width):
     assert outcome["shapes"] == recorded["shapes"]
     torch.testing.assert_close(torch.tensor(outcome["output"]), torch.tensor(recorded["output"]),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_default_keep_ratio_leaves_the_search_a_choice_on_every_registered_model():
+    """2s < C in every block, so Ω (2s units) never holds every unit."""
+    from pruning.models import MODELS
+    keep_ratio = IspaspConfig().keep_ratio
+    for name in MODELS.names():
+        size = max(8, MODELS.get(name).min_image_size)
+        model = build_model(RunConfig(model=name), 3, 10, size)
+        blocks = find_blocks(model, torch.randn(2, 3, size, size))
+        assert blocks, name
+        for block in blocks:
+            s = max(1, math.floor(keep_ratio * block.channels))
+            assert 2 * s < block.channels, (name, block.layer1, block.channels)
+
+
+def test_selection_runs_in_eval_mode_and_leaves_batchnorm_statistics_alone(digits):
+    config = RunConfig(method="ispasp", width=0.5, batch_size=32,
+                       method_params={"iterations": 3, "pruning_batches": 2})
+    model = build_model(config, 1, 10, 8)
+    _randomise_bn(model)
+    model.train()
+    norms = {name: (m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked))
+             for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    recorder = MemoryRecorder()
+    ctx = RunContext(config, method_config(config), digits, torch.device("cpu"), recorder)
+    method = METHODS.get("ispasp")(config, method_config(config))
+    blocks = find_blocks(model, digits.train_x[:2])
+    method.prune(model, ctx, blocks)
+    assert model.training  # restored afterwards
+    chosen = {p["block"]: p["chosen"] for kind, _, p in recorder.traces if kind == "ispasp_units"}
+    modules = dict(model.named_modules())
+    for block in blocks:
+        for name in block.norms:  # pruned with the block: the kept channels' statistics
+            mean, var, tracked = norms.pop(name)
+            kept = torch.tensor(chosen[block.layer1])
+            assert torch.equal(modules[name].running_mean, mean[kept])
+            assert torch.equal(modules[name].running_var, var[kept])
+            assert int(modules[name].num_batches_tracked) == tracked
+    for name, (mean, var, tracked) in norms.items():  # not pruned (none left in small_cnn)
+        assert torch.equal(modules[name].running_mean, mean)
+        assert int(modules[name].num_batches_tracked) == tracked
+
+
+def test_default_run_keeps_the_best_support_and_its_residual_falls(digits):
+    """The default session (small_cnn on digits, the method's defaults): in every block the
+    recorded residual never rises and ends at the smallest proposal; the search moves in some."""
+    config = RunConfig(method="ispasp")
+    recorder = MemoryRecorder()
+    model = build_model(config, 1, 10, 8)
+    ctx = RunContext(config, method_config(config), digits, torch.device("cpu"), recorder)
+    METHODS.get("ispasp")(config, method_config(config)).run(model, ctx)
+    rows = [p for kind, _, p in recorder.traces if kind == "ispasp_residual"]
+    blocks = list(dict.fromkeys(p["block"] for p in rows))
+    assert len(blocks) == 5
+    moved = 0
+    for block in blocks:
+        mine = [p for p in rows if p["block"] == block]
+        residual = [p["residual"] for p in mine]
+        candidate = [p["candidate"] for p in mine]
+        assert len(mine) == IspaspConfig().iterations
+        assert all(b <= a for a, b in zip(residual, residual[1:])), block
+        assert residual == [min(candidate[:t + 1]) for t in range(len(candidate))], block
+        moved += residual[-1] < residual[0]
+    assert moved >= 1

@@ -16,9 +16,16 @@ with C hidden units/channels; i-SpaSP keeps s = floor(keep_ratio · C) of them, 
 3. the block keeps the dense weights restricted to S (layer1's rows and everything channel-wise
    after it, layer2's columns); there is no least-squares refit, as in the authors' code.
 
-Note: with keep_ratio ≥ 0.5, Ω (2s units) already holds every unit, so step 2 keeps the s units
-with the largest summed activation after one iteration; the residual-driven search matters for
-smaller keep ratios (the authors prune MobileNetV2 blocks to 0.3).
+The default keep_ratio is 0.3, the authors' MobileNetV2 setting: with keep_ratio ≥ 0.5, Ω
+(2s units) would already hold every unit and step 2 would reduce to "the s units with the
+largest summed activation", so the residual could not change after the first iteration.
+Because each iteration's support is thresholded by m_c rather than by its residual, L(S_t) can
+rise; the block keeps the best support found so far (the residual recorded per iteration is
+that support's, so it never rises). On trained networks the search typically settles within a
+few iterations: blocks where the first support is already the fixed point show a flat line.
+
+Selection runs with the whole network in eval mode: layer2's BatchNorm normalises Y with its
+running statistics (as the pruned network will at test time) and no running statistic moves.
 
 Blocks are pruned greedily from input to output, each one's H computed by the already-pruned
 network, with an optional brief fine-tune after each block and a final fine-tune.
@@ -66,7 +73,11 @@ DESCRIPTION = (
     "on a few batches it measures the residual ½‖Y_dense − Y_S‖² between the block's dense "
     "output and its output from the kept set S, takes the 2s units whose hidden activations the "
     "residual's gradient points to most, merges them with S and keeps the s with the largest "
-    "summed activation (s = keep_ratio × units). The kept channels are cut out physically "
+    "summed activation (s = keep_ratio × units, default 0.3, so that the 2s candidates leave "
+    "units out and the search has a choice). Each iteration's proposal can be worse than an "
+    "earlier one; the block keeps the best found, so the residual curve never rises and "
+    "flattens once the search settles. Selection runs in eval mode (BatchNorm uses, and keeps, "
+    "its running statistics). The kept channels are cut out physically "
     "(MLP hidden layers, conv pairs, ResNet block internals, MobileNetV2 expanded channels), so "
     "parameters and FLOPs really drop; the rest of the epochs fine-tune the smaller network."
 )
@@ -78,7 +89,7 @@ MERGE_ELEMENTS = 1 << 24
 
 @dataclass(frozen=True)
 class IspaspConfig:
-    keep_ratio: float = 0.5            # s = floor(keep_ratio · C) units kept per block
+    keep_ratio: float = 0.3            # s = floor(keep_ratio · C) units kept per block (2s < C)
     iterations: int = 20               # T, i-SpaSP iterations per block
     pruning_batches: int = 5           # batches (of the run's batch size) in the pruning set
     pretrain_fraction: float = 0.6     # share of the epochs trained dense before pruning
@@ -87,7 +98,7 @@ class IspaspConfig:
 
     def __post_init__(self):
         if not 0.0 < self.keep_ratio <= 1.0:
-            raise ValueError(f"keep_ratio must be in (0, 1], got {self.keep_ratio}; e.g. 0.5")
+            raise ValueError(f"keep_ratio must be in (0, 1], got {self.keep_ratio}; e.g. 0.3")
         if self.iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {self.iterations}; e.g. 20")
         if self.pruning_batches < 1:
