@@ -129,10 +129,17 @@ def _masked_reference(model, blocks_and_kept):
     return reference
 
 
-@pytest.mark.parametrize("name, size, width", [
-    ("stand_in", 8, 1.0), ("lenet5", 8, 1.0), ("mlp", 8, 0.2), ("resnet20", 8, 0.5),
-    ("mobilenet_v2", 8, 0.25)])
-def test_surgery_equals_the_dense_block_restricted_to_s(name, size, width):
+# Outputs of the channel surgery on fixed channel choices, recorded from the hand-written
+# surgery that preceded the Torch-Pruning one (tests/data/ispasp_surgery_reference.json): the
+# dependency-graph surgery must give the same outputs and parameter shapes.
+SURGERY_CASES = [("stand_in", 8, 1.0), ("lenet5", 8, 1.0), ("mlp", 8, 0.2),
+                 ("resnet20", 8, 0.5), ("mobilenet_v2", 8, 0.25), ("small_cnn", 8, 0.5),
+                 ("vgg11", 8, 0.25)]
+SURGERY_REFERENCE = Path(__file__).parent / "data" / "ispasp_surgery_reference.json"
+
+
+def surgery_case(name, size, width):
+    """(model with randomised BatchNorms in eval mode, input, blocks, chosen units per block)."""
     torch.manual_seed(0)
     if name == "stand_in":
         model = _ConvNet()
@@ -140,13 +147,18 @@ def test_surgery_equals_the_dense_block_restricted_to_s(name, size, width):
         model = build_model(RunConfig(model=name, width=width), 3, 10, size)
     _randomise_bn(model)
     model.eval()
-    x = torch.randn(4, 3, size, size)
-    blocks = find_blocks(model, x[:2])
-    chosen = []
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
+    blocks = find_blocks(model, x)
     generator = torch.Generator().manual_seed(1)
-    for block in blocks:
-        s = max(1, block.channels // 3)
-        chosen.append((block, torch.randperm(block.channels, generator=generator)[:s].tolist()))
+    chosen = [sorted(torch.randperm(block.channels, generator=generator)
+                     [:max(1, block.channels // 3)].tolist()) for block in blocks]
+    return model, x, blocks, chosen
+
+
+@pytest.mark.parametrize("name, size, width", SURGERY_CASES)
+def test_surgery_equals_the_dense_block_restricted_to_s(name, size, width):
+    model, x, blocks, units = surgery_case(name, size, width)
+    chosen = list(zip(blocks, units))
     reference = _masked_reference(model, chosen)
     params_before = sum(p.numel() for p in model.parameters())
     graph = dependency_graph(model, x[:2])
@@ -274,32 +286,6 @@ def test_model_without_a_hidden_layer_is_refused(digits):
 
 def test_block_name_is_layer1():
     assert Block("a.conv1", (), (), "a.conv2", None, 4).name == "a.conv1"
-
-
-# Outputs of the channel surgery on fixed channel choices, recorded from the hand-written
-# surgery that preceded the Torch-Pruning one (tests/data/ispasp_surgery_reference.json): the
-# dependency-graph surgery must give the same outputs and parameter shapes.
-SURGERY_CASES = [("stand_in", 8, 1.0), ("lenet5", 8, 1.0), ("mlp", 8, 0.2),
-                 ("resnet20", 8, 0.5), ("mobilenet_v2", 8, 0.25), ("small_cnn", 8, 0.5),
-                 ("vgg11", 8, 0.25)]
-SURGERY_REFERENCE = Path(__file__).parent / "data" / "ispasp_surgery_reference.json"
-
-
-def surgery_case(name, size, width):
-    """(model with randomised BatchNorms in eval mode, input, blocks, chosen units per block)."""
-    torch.manual_seed(0)
-    if name == "stand_in":
-        model = _ConvNet()
-    else:
-        model = build_model(RunConfig(model=name, width=width), 3, 10, size)
-    _randomise_bn(model)
-    model.eval()
-    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
-    blocks = find_blocks(model, x)
-    generator = torch.Generator().manual_seed(1)
-    chosen = [sorted(torch.randperm(block.channels, generator=generator)
-                     [:max(1, block.channels // 3)].tolist()) for block in blocks]
-    return model, x, blocks, chosen
 
 
 def surgery_outcome(name, size, width):
