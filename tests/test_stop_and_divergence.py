@@ -53,7 +53,7 @@ def stop_after(passes: Passes, n: int):
     ("snip", {}, 0),                       # one gradient pass per scoring: stop before it
     ("grasp", {}, 1),                      # between the gradient and the Hessian-vector product
     ("synflow", {"iterations": 100}, 7),   # inside the 100 scoring iterations
-    ("taylor", {"chunks": 4}, 2),          # between chunks
+    ("taylor", {"batches": 4}, 2),         # between mini-batches
 ])
 def test_stop_lands_inside_the_criterion_scoring(tmp_path, monkeypatch, method, params,
                                                  passes_before_stop):
