@@ -711,7 +711,7 @@ class RunStore:
         except FileNotFoundError:
             problem = "is missing"
         except Exception as exc:  # numpy/zip errors of a truncated or foreign file
-            problem = f"is corrupt ({type(exc).__name__})"
+            problem = "is corrupt (not a readable mask)"
         raise RunFilesError(self._files_message(run_id, [f"mask snapshot {path} {problem}"]))
 
     def _files_message(self, run_id: str, problems: list[str]) -> str:
@@ -733,7 +733,7 @@ class RunStore:
             except FileNotFoundError:
                 problems.append(f"mask snapshot {path.name} is missing")
             except Exception as exc:
-                problems.append(f"mask snapshot {path.name} is corrupt ({type(exc).__name__})")
+                problems.append(f"mask snapshot {path.name} is corrupt (not a readable mask)")
         path = self.model_path(run.id)
         if run.status == "done" and not path.exists():
             problems.append("model.pt is missing")
