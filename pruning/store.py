@@ -16,8 +16,9 @@ the run and the files (``file_problems`` lists them all).
 
 A full disk: files are written to a temporary name and renamed, so a write that fails leaves no
 partial file; it raises ``DiskFullError`` ("disk full while saving …; free space in
-PRUNING_HOME"), and recording the run's end retries after a WAL checkpoint so the run can still
-be marked failed. Reading needs no free space.
+PRUNING_HOME"). Recording a run's end, if the disk is full, first frees ``.space-reserve`` (256 KB
+kept aside at each run's start) and tries again, so the run is marked failed rather than left
+'running' (which would later read as killed). Reading needs no free space.
 
 WAL mode plus a busy timeout lets two processes (two browser tabs, a sweep and the app) write at
 once. A store object keeps one connection per thread (sqlite3 connections may not cross
@@ -92,6 +93,9 @@ CREATE TABLE IF NOT EXISTS snapshots (
     PRIMARY KEY (run_id, step)
 );
 """
+
+#: disk space kept aside (``.space-reserve``) so that a run can be marked failed on a full disk
+RESERVE_BYTES = 256 * 1024
 
 #: columns added after the first release; ``_migrate`` adds them to stores created before
 OWNER_COLUMNS = (("owner_pid", "INTEGER"), ("owner_host", "TEXT"), ("owner_token", "TEXT"))
@@ -463,7 +467,22 @@ class RunStore:
                      owner["owner_pid"], owner["owner_host"], owner["owner_token"]),
                     what="a new run")
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        self._keep_reserve()
         return run_id
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.home / ".space-reserve"
+
+    def _keep_reserve(self) -> None:
+        """Keep RESERVE_BYTES of disk that finish_run frees when the disk is full, so a run that
+        ran out of space can still be recorded as failed rather than stay 'running'."""
+        if self.reserve_path.exists():
+            return
+        try:
+            self._write_file(self.reserve_path, bytes(RESERVE_BYTES), "the space reserve")
+        except OSError:  # DiskFullError included: no room to keep it now, the next run retries
+            pass
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None,
                    error: str | None = None) -> None:
@@ -475,14 +494,9 @@ class RunStore:
         try:
             self._write(sql, params, what)
         except DiskFullError:
-            # The run must not stay 'running' (it would later read as killed). A checkpoint
-            # copies the WAL into runs.db and lets the next write reuse the WAL's space; the
-            # failed write's partial file is already gone. Then one more try.
-            try:
-                with self._connect() as db:
-                    db.execute("PRAGMA wal_checkpoint(RESTART)")
-            except StoreError:
-                pass
+            # The run must not stay 'running' (it would later read as killed): free the space
+            # kept for this moment and try again.
+            self.reserve_path.unlink(missing_ok=True)
             self._write(sql, params, what)
 
     def update_summary(self, run_id: str, **values: Any) -> None:

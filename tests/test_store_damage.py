@@ -258,11 +258,14 @@ def test_disk_full_while_recording_an_epoch(tmp_home, monkeypatch):
     assert store.epochs(run.id) == []
 
 
-def test_disk_full_when_recording_the_end_retries_after_a_checkpoint(tmp_home, monkeypatch):
+def test_disk_full_when_recording_the_end_frees_the_reserve_and_retries(tmp_home, monkeypatch):
     _sqlite_full(monkeypatch, ("UPDATE runs SET status",), times=1)
     store = RunStore()
     run = quick_run(store)
-    assert run.status == "done"  # the first try failed; the second, after a checkpoint, held
+    assert run.status == "done"  # the first try failed; the second, with the reserve freed, held
+    assert not store.reserve_path.exists()
+    store.create_run(RunConfig(), {})  # the next run keeps the reserve again
+    assert store.reserve_path.stat().st_size == store_module.RESERVE_BYTES
 
 
 def test_reading_works_while_every_write_fails(done_run, monkeypatch, capsys):
