@@ -18,6 +18,7 @@ from pruning.methods.scheduled import ScheduledPruning
 from pruning.models import MODELS
 from pruning.schedules import SCHEDULES, schedule_from_config
 from ui import charts, common, forms
+from ui.safe_text import md
 
 SLOT = "run"
 K = "run."  # widget key prefix
@@ -79,8 +80,8 @@ def form() -> RunConfig:
         v["dataset"] = c2.selectbox("dataset", DATASETS.names(), key=K + "dataset",
                                     help="digits ships with the app; the others need their files "
                                          "(python -m pruning run --download)")
-        st.caption(f"**{v['model']}**: {describe(MODELS, v['model'])}  \n"
-                   f"**{v['dataset']}**: {describe(DATASETS, v['dataset'])}")
+        st.caption(f"**{md(v['model'])}**: {md(describe(MODELS, v['model']))}  \n"
+                   f"**{md(v['dataset'])}**: {md(describe(DATASETS, v['dataset']))}")
         c1, c2, c3 = st.columns(3)
         v["image_size"] = c1.selectbox("image size (px)", IMAGE_SIZES, key=K + "image_size",
                                        format_func=lambda s: "native" if s == 0 else str(s))
@@ -134,7 +135,7 @@ def form() -> RunConfig:
                 "schedule", "sparsity", "initial_sparsity", "alpha", "beta", "steps",
                 "window_start", "window_end") if k in v}))
         else:
-            st.caption(f"**{v['method']}** decides itself when to prune during training; "
+            st.caption(f"**{md(v['method'])}** decides itself when to prune during training; "
                        "the schedule settings do not apply to it.")
         st.subheader("Training")
         c1, c2, c3 = st.columns(3)
@@ -192,7 +193,7 @@ def preview(config: RunConfig) -> None:
     try:
         schedule = schedule_from_config(config)  # the very object a run would follow
     except ValueError as exc:
-        st.caption(f"No preview: {exc}")
+        st.caption(md(f"No preview: {exc}"))
         return
     progress = np.linspace(0.0, 1.0, 201)
     curve = pd.DataFrame({"progress": progress, "target": [schedule(float(t)) for t in progress],
@@ -209,12 +210,12 @@ def main() -> None:
     config, problems = forms.config_from_query(st.query_params.to_dict())
     if problems and not st.session_state.get(K + "initialised"):
         st.error("Some settings in the link could not be used and were reset to defaults — "
-                 + "; ".join(problems) + ". Change them below.")
+                 + md("; ".join(problems)) + ". Change them below.")
     init_widgets(config)
     try:
         config = form()
     except ConfigError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     forms.sync_query(config)
     error = None
@@ -223,7 +224,7 @@ def main() -> None:
     except ConfigError as exc:
         error = str(exc)
     if error:
-        st.error(f"Cannot run this setup: {error}")
+        st.error(md(f"Cannot run this setup: {error}"))
 
     running = common.slot_running(SLOT)
     if st.button("Run", type="primary", key="run-start", disabled=bool(error) or running):
@@ -232,7 +233,7 @@ def main() -> None:
     if progress is not None and not progress.running and progress.run_id:
         with common.user_errors():
             run = common.store().get_run(progress.run_id)
-            st.subheader(f"Result: {run.label()}")
+            st.subheader(f"Result: {md(run.label())}")
             common.run_report(run, key="run-result", curves=False)
             common.page_link("pages/8_Runs.py", "Compare it with other runs on the Runs page")
 

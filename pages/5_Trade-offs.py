@@ -14,6 +14,7 @@ from pruning.methods import METHODS
 from pruning.models import MODELS
 from pruning.schedules import SCHEDULES
 from ui import charts, common, forms
+from ui.safe_text import md
 
 SLOT = "tradeoffs"
 FILTERS = (("model", "model"), ("dataset", "dataset"), ("method", "method"),
@@ -101,7 +102,7 @@ def sweep_form() -> list[RunConfig] | None:
         for config in configs:
             config.validate()
     except ConfigError as exc:
-        st.error(f"Cannot start this sweep: {exc}")
+        st.error(md(f"Cannot start this sweep: {exc}"))
         return None
     st.session_state["to-sw-measure"] = measure
     return configs

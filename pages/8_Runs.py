@@ -15,6 +15,7 @@ import streamlit as st
 from pruning.export import export_run, metrics_csv
 from pruning.store import Run
 from ui import charts, common, state
+from ui.safe_text import md
 
 HISTORY_COLUMNS = {
     "id": "run id", "name": "name", "status": "status", "model": "model", "dataset": "dataset",
@@ -164,7 +165,7 @@ def manage(runs: list[Run]) -> None:
         return
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     name = c1.text_input("name", value=run.name or "", key=f"runs-name-{run.id}",
-                         help=f"Leave empty for the automatic label: {run.label()}")
+                         help=f"Leave empty for the automatic label: {md(run.label())}")
     if c2.button("Rename", key="runs-rename"):
         with common.user_errors():
             common.store().rename_run(run.id, name.strip() or None)

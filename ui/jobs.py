@@ -42,6 +42,7 @@ import streamlit as st
 from pruning.config import ConfigError, RunConfig
 from pruning.store import RunStore
 from pruning.training import Event
+from ui.safe_text import md
 
 #: how often the live panel refreshes while a job runs (seconds)
 REFRESH_S = 1.0
@@ -340,12 +341,12 @@ def _final_message(p: JobProgress) -> None:
     if p.status == "done" and not p.error:
         st.success(f"{what} finished in {p.elapsed_s:.0f} s.")
     elif p.status == "done":
-        st.warning(f"{what} finished in {p.elapsed_s:.0f} s; {p.message}. First error: {p.error}")
+        st.warning(md(f"{what} finished in {p.elapsed_s:.0f} s; {p.message}. First error: {p.error}"))
     elif p.status == "stopped":
         st.warning(f"{what} stopped after {p.elapsed_s:.0f} s; what it trained so far is kept "
                    "(status “stopped”).")
     else:
-        st.error(f"{what} failed: {p.error or 'see the Runs page for details'}")
+        st.error(md(f"{what} failed: {p.error or 'see the Runs page for details'}"))
 
 
 def live_panel(job_id: str | None, *, key: str, show_curves: bool = True,
