@@ -161,8 +161,9 @@ def rebuild(blob: dict, what: str, config: RunConfig | None = None,
         state = blob["state_dict"]
         for name, entry in layers.items():
             cls = types[entry["type"]][0]  # KeyError for a type outside the allowlist
-            layer = cls(**{k: tuple(v) if isinstance(v, list) else v
-                           for k, v in entry["args"].items()})
+            kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in entry["args"].items()}
+            _check_size(cls, kwargs, name, state, what)
+            layer = cls(**kwargs)
             for key, tensor in state.items():  # buffers added after construction (bias maps)
                 local = key[len(name) + 1:]
                 if key.startswith(name + ".") and "." not in local and local not in \
@@ -178,6 +179,30 @@ def rebuild(blob: dict, what: str, config: RunConfig | None = None,
         raise ModelFileError(f"{what} does not fit its own description ({_first_line(exc)}); "
                              f"run the session again to save a new one") from None
     return model.eval()
+
+
+#: an SSC layer's pattern is (out, in) bytes built before its weights: bound it (100 MB)
+MAX_PATTERN_CELLS = 10 ** 8
+
+
+def _check_size(cls: type, kwargs: dict[str, Any], name: str, state: dict, what: str) -> None:
+    """Refuse a description whose layer would not hold the stored tensors, before building it
+    for real: a tampered file must not make loading allocate what it likes."""
+    if cls.__name__ == "SSCConv2d":
+        cells = int(kwargs["in_channels"]) * int(kwargs["out_channels"])
+        if cells > MAX_PATTERN_CELLS:
+            raise ModelFileError(f"{what} describes an SSC layer {name} of {cells:,} channel "
+                                 f"pairs, more than any model here; it is not loaded")
+        return  # its weights' shapes are checked by load_state_dict
+    with torch.device("meta"):  # shapes only, no memory
+        probe = cls(**kwargs)
+    for key, tensor in probe.state_dict().items():
+        stored = state.get(f"{name}.{key}")
+        if stored is None or tuple(stored.shape) != tuple(tensor.shape):
+            raise ModelFileError(f"{what} describes layer {name} with {key} of shape "
+                                 f"{tuple(tensor.shape)}, but holds "
+                                 f"{None if stored is None else tuple(stored.shape)}; it is not "
+                                 f"loaded: run the session again to save a new one")
 
 
 def load_model_file(path: str | Path) -> nn.Module:

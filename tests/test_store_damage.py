@@ -431,3 +431,18 @@ def test_export_disk_full_midway_leaves_nothing(done_run, tmp_path, capsys, monk
     assert main(["export", run.id, "--out", str(target), "--onnx"]) == 2
     assert "disk full while writing the export" in one_line_error(capsys)
     assert list(target.iterdir()) == []
+
+
+def test_a_model_file_whose_description_does_not_fit_its_tensors_is_refused(done_run):
+    """A tampered description must not make loading build (allocate) what it likes."""
+    store, run = done_run
+    blob = torch.load(store.model_path(run.id), weights_only=True)
+    name = next(k for k in blob["state_dict"] if k.endswith(".weight")).rsplit(".", 1)[0]
+    layers = json.loads(blob["layers"])
+    layers[name] = {"type": "Linear", "args": {"in_features": 10 ** 6, "out_features": 10 ** 6,
+                                               "bias": True}}
+    blob["layers"] = json.dumps(layers)
+    torch.save(blob, store.model_path(run.id))
+    with pytest.raises(ModelFileError, match=f"describes layer {name} with weight of shape "
+                                             r"\(1000000, 1000000\)"):
+        store.load_model(run.id)
