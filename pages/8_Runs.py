@@ -142,6 +142,7 @@ def details(runs: list[Run]) -> None:
     common.run_report(run, key="runs-detail")
     st.markdown("**Export**")
     has_model = common.store().model_path(run.id).exists()
+    has_model = has_model and not common.store().missing_files(run.id, run.status)
     cols = st.columns(4)
     cols[0].download_button("Metrics (CSV)", _export_bytes(run.id, "metrics"),
                             file_name=f"run-{run.id}-metrics.csv", mime="text/csv",
@@ -152,8 +153,9 @@ def details(runs: list[Run]) -> None:
         col.download_button(label, _export_bytes(run.id, kind), file_name=f"run-{run.id}{suffix}",
                             mime="application/octet-stream", key=f"export-{kind}",
                             on_click="ignore", disabled=not has_model,
-                            help=None if has_model else "this run saved no model (it did not "
-                                                         "finish)")
+                            help=None if has_model else "this run's model or mask files are "
+                                                         "missing (see above), or it did not "
+                                                         "finish")
     st.caption("Weights: the masked state_dict (torch.load(..., weights_only=True)). Compact: "
                "the model with empty channels cut out. ONNX: the compact model, batch dimension "
                "dynamic. CSV: one row per epoch, per-layer sparsity in columns.")

@@ -735,6 +735,16 @@ class RunStore:
                 f"fine, but what needs these files cannot be shown for it: choose another run, or "
                 f"run this session again")
 
+    def missing_files(self, run_id: str, status: str | None = None) -> list[str]:
+        """A run's files that are not on disk (its listed snapshots; model.pt once done); a stat
+        per file, cheap enough for every page. ``file_problems`` also reads them."""
+        missing = [path.name for path in (self.snapshot_path(run_id, s["step"])
+                                          for s in self.snapshots(run_id))
+                   if not path.is_file()]
+        if status == "done" and not self.model_path(run_id).is_file():
+            missing.append("model.pt")
+        return missing
+
     def file_problems(self, run_id: str) -> list[str]:
         """What is missing or corrupt among a run's files (and damaged history rows); [] if
         nothing. Snapshots are read whole, so this costs about as much as loading them."""

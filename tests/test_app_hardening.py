@@ -178,3 +178,16 @@ def test_chart_labels_escape_run_names():
     assert names and not any("<a" in n for n in names)
     assert any("&lt;a href='http://x'&gt;x&lt;/a&gt;" in n for n in names)
     assert escape_figure(fig) is fig
+
+
+def test_runs_page_names_missing_files_and_offers_no_export_of_them(home_copy):
+    store = RunStore(home_copy)
+    newest = store.list_runs()[0]  # the one the pickers open on
+    store.model_path(newest.id).unlink()
+    at = app("pages/8_Runs.py")
+    no_exception(at)
+    warnings = [w.value for w in at.warning if newest.id in w.value]
+    assert warnings and "files are incomplete: model.pt" in warnings[0]
+    buttons = {b.proto.label: b.proto.disabled for b in at.get("download_button")}
+    assert buttons["Compact model (.pt)"] and buttons["ONNX (compact)"]
+    assert not buttons["Metrics (CSV)"]

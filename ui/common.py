@@ -269,6 +269,12 @@ def run_report(run: Run, *, key: str, store_: RunStore | None = None,
                    "its history up to then is kept.")
     elif run.status == "running":
         st.info("This run is still training; its history so far is shown.")
+    missing = store_.missing_files(run.id, run.status)
+    if missing:
+        st.warning(md(f"Run {run.id}'s files are incomplete: {', '.join(missing[:5])}"
+                      f"{' …' if len(missing) > 5 else ''} missing in {store_.run_dir(run.id)}. "
+                      f"Its history and summary below are intact; what needs those files "
+                      f"(mask pictures, export) cannot be made for it."))
     cols = st.columns(5)
     cols[0].metric("Test accuracy", fmt_pct(s.get("test_acc")))
     cols[1].metric("Target sparsity", fmt_pct(s.get("target_sparsity", run.config.sparsity)),
