@@ -9,4 +9,7 @@ thin by using what lives here:
 - ``ui.forms``   widgets generated from config dataclasses; RunConfig <-> URL query parameters.
 - ``ui.jobs``    runs and sweeps in background threads, with live progress and a Stop button.
 - ``ui.charts``  plotly figure builders from pandas frames, in one consistent style.
+- ``ui.safe_text``  user text escaped for Markdown and plotly labels (``md``, ``html``).
+- ``ui.store_health``  the store's check on every page: an unreadable runs.db can be moved
+                 aside, damaged rows and newer config fields are reported.
 """
