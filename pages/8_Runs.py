@@ -16,6 +16,7 @@ import streamlit as st
 from pruning.export import export_run, metrics_csv
 from pruning.store import Run
 from ui import charts, common, live, state
+from ui.safe_text import md
 
 HISTORY_COLUMNS = {
     "id": "run id", "name": "name", "status": "status", "model": "model", "dataset": "dataset",
@@ -142,6 +143,7 @@ def details(runs: list[Run]) -> None:
     common.run_report(run, key="runs-detail")
     st.markdown("**Export**")
     has_model = common.store().model_path(run.id).exists()
+    has_model = has_model and not common.store().missing_files(run.id, run.status)
     cols = st.columns(4)
     cols[0].download_button("Metrics (CSV)", _export_bytes(run.id, "metrics"),
                             file_name=f"run-{run.id}-metrics.csv", mime="text/csv",
@@ -152,8 +154,9 @@ def details(runs: list[Run]) -> None:
         col.download_button(label, _export_bytes(run.id, kind), file_name=f"run-{run.id}{suffix}",
                             mime="application/octet-stream", key=f"export-{kind}",
                             on_click="ignore", disabled=not has_model,
-                            help=None if has_model else "this run saved no model (it did not "
-                                                         "finish)")
+                            help=None if has_model else "this run's model or mask files are "
+                                                         "missing (see above), or it did not "
+                                                         "finish")
     st.caption("Weights: the masked state_dict (torch.load(..., weights_only=True)). Compact: "
                "the model with empty channels cut out. ONNX: the compact model, batch dimension "
                "dynamic. CSV: one row per epoch, per-layer sparsity in columns.")
@@ -165,7 +168,7 @@ def manage(runs: list[Run]) -> None:
         return
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     name = c1.text_input("name", value=run.name or "", key=f"runs-name-{run.id}",
-                         help=f"Leave empty for the automatic label: {run.label()}")
+                         help=f"Leave empty for the automatic label: {md(run.label())}")
     if c2.button("Rename", key="runs-rename"):
         with common.user_errors():
             common.store().rename_run(run.id, name.strip() or None)

@@ -23,7 +23,7 @@ import torch
 
 from pruning.config import ConfigError, RunConfig
 from pruning.masks import Mask
-from pruning.store import Run, RunStore
+from pruning.store import Run, RunStore, StoreError
 from pruning.training import Event, RunContext, RunDiverged, RunStopped, evaluate
 
 # Models cheaper than this per example (FLOPs) train fastest on one CPU thread.
@@ -245,7 +245,8 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
     except Exception as exc:  # a failed run is recorded with what it had, never lost
         _final_time(timings, final_started)
         store.finish_run(run_id, "failed", _partial(summary, recorder, started, timings),
-                         error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+                         error=str(exc) if isinstance(exc, StoreError)  # names file and fix
+                         else f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
     return store.get_run(run_id)
 
 
