@@ -15,6 +15,7 @@ from pruning.config import ConfigError, RunConfig, Spec, specs
 from pruning.schedules import SCHEDULES, schedule_from_config
 from pruning.validation import follows_schedule, registry, validate
 from ui import charts, common, forms, live
+from ui.safe_text import md
 
 SLOT = "run"
 K = "run."  # widget key prefix
@@ -160,7 +161,7 @@ def preview(config: RunConfig) -> None:
     try:
         schedule = schedule_from_config(config)  # the very object a run would follow
     except ValueError as exc:
-        st.caption(f"No preview: {exc}")
+        st.caption(md(f"No preview: {exc}"))
         return
     progress = np.linspace(0.0, 1.0, 201)
     curve = pd.DataFrame({"progress": progress, "target": [schedule(float(t)) for t in progress],
@@ -177,12 +178,12 @@ def main() -> None:
     config, problems = forms.config_from_query(st.query_params.to_dict())
     if problems and not st.session_state.get(K + "initialised"):
         st.error("Some settings in the link could not be used and were reset to defaults — "
-                 + "; ".join(problems) + ". Change them below.")
+                 + md("; ".join(problems)) + ". Change them below.")
     init_widgets(config)
     try:
         config = form()
     except ConfigError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     forms.sync_query(config)
     error = None
@@ -192,7 +193,7 @@ def main() -> None:
     except ConfigError as exc:
         error = str(exc)
     if error:
-        st.error(f"Cannot run this setup: {error}")
+        st.error(md(f"Cannot run this setup: {error}"))
 
     running = common.slot_running(SLOT)
     if st.button("Run", type="primary", key="run-start", disabled=bool(error) or running):
@@ -201,7 +202,7 @@ def main() -> None:
     if progress is not None and not progress.running and progress.run_id:
         with common.user_errors():
             run = common.store().get_run(progress.run_id)
-            st.subheader(f"Result: {run.label()}")
+            st.subheader(f"Result: {md(run.label())}")
             common.run_report(run, key="run-result", curves=False)
             common.page_link("pages/8_Runs.py", "Compare it with other runs on the Runs page")
 

@@ -16,6 +16,7 @@ from pruning.config import RunConfig, specs
 from pruning.schedules import SCHEDULES, make_schedule
 from pruning.store import Run
 from ui import charts, common, state
+from ui.safe_text import md
 
 SLOT = "schedules"
 COMPARED = ("one_shot", "iterative", "agp", "one_cycle")
@@ -62,7 +63,7 @@ def curves(s: dict) -> pd.DataFrame:
             schedule = make_schedule(name, final=s["final"], initial=s["initial"],
                                      start=s["start"], end=s["end"], params=s["params"][name])
         except ValueError as exc:
-            st.error(f"{name}: {exc}")
+            st.error(md(f"{name}: {exc}"))
             continue
         rows += [{"progress": float(t), "target": schedule(float(t)), "schedule": name}
                  for t in progress]
@@ -100,7 +101,7 @@ def trained(s: dict) -> None:
     base_run = common.run_picker("model, data, method and seed from run", runs, key="sch-base",
                                  default=group[0] if group else None) if runs else None
     base = base_run.config if base_run else RunConfig()
-    st.caption(f"Trains **{base.model}** on **{base.dataset}** with **{base.method}**, seed "
+    st.caption(f"Trains **{md(base.model)}** on **{md(base.dataset)}** with **{md(base.method)}**, seed "
                f"{base.seed}, {base.epochs} epochs, once per chosen schedule, with the sliders' "
                f"shape: {len(s['names'])} run(s) one after another in the background.")
     if st.button("Train under each schedule", type="primary", key="sch-train",

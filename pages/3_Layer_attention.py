@@ -1,6 +1,6 @@
 """Layer attention: what ASWL learned about each layer (He, Shi, Dong, arXiv 2111.02399).
 
-ASWL gives every prunable layer a trainable attention a_l; the layer is pruned at
+ASWL gives every conv and dense layer a trainable attention a_l; the layer is pruned at
 p_l = min((1 − a_l)^γ, 0.99). This page draws a_l and p_l over training and the final per-layer
 ratios next to uniform and global-magnitude allocations at the same overall sparsity.
 """
@@ -13,10 +13,11 @@ from ui import common
 
 common.page_setup(
     "Layer attention",
-    "**ASWL** learns *how much to prune each layer* while training from scratch: every layer "
-    "gets an attention a_l that scales its output, and the layer is magnitude-pruned at its "
-    "own ratio p_l = (1 − a_l)^γ. Layers the network needs keep a high attention and are pruned "
-    "less.")
+    "**ASWL** learns *how much to prune each layer* while training from scratch: every conv "
+    "and dense layer gets an attention a_l that scales its output, and the layer is "
+    "magnitude-pruned at its own ratio p_l = (1 − a_l)^γ. A regulariser pulls the attentions "
+    "down, each in proportion to its layer's share of the weights, until the network reaches "
+    "the target; layers the loss needs pull theirs back up and are pruned less.")
 
 with st.expander("How ASWL works, and how this implementation reads the paper"):
     st.markdown(ac.method_description("aswl"))
@@ -48,11 +49,18 @@ with common.user_errors():
         for group in ac.overlapping_layers(frame, "attention"))
     common.charts_side_by_side(
         (ac.aswl_lines_figure(frame, "attention"), "aswl-attention",
-         "Each layer's attention a_l over training (starts at 0.5): a layer the loss needs "
-         "drifts up and is pruned less." + overlap),
+         "Each layer's attention a_l over training (all start at 0.5). The density regulariser "
+         "pulls every attention down in proportion to the layer's share of the weights: the "
+         "largest layers fall first and fastest, often to the floor 0.01 in the first epoch, "
+         "while a layer with few weights (the stem) barely moves. Layers without a BatchNorm "
+         "after them (the dense layers) also feel the task loss, which pulls a needed layer's "
+         "attention back up; behind a BatchNorm the loss hardly sees a_l, so only the "
+         "layer's size sets its pace." + overlap),
         (ac.aswl_lines_figure(frame, "ratio"), "aswl-ratio",
-         "Each layer's pruning ratio p_l = (1 − a_l)^γ over training; the dashed line is the "
-         "whole network's sparsity, pulled towards the target by λ." + overlap))
+         "Each layer's pruning ratio p_l = (1 − a_l)^γ, the mirror image of its attention "
+         "(capped at 0.99). The dashed line is the whole network's sparsity: it usually "
+         "overshoots the target while the big layers sit at the cap, then settles near it as "
+         "λ balances the loss, and the curves flatten." + overlap))
 
     finals = store.traces(run.id, "aswl_final")
     if finals:

@@ -8,9 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from pruning.config import RunConfig
+from pruning.store import RunFilesError
 from ui import analysis_charts as ac
 from ui import common
 from ui import masks_view as mv
+from ui.safe_text import md
 
 common.page_setup(
     "Mask evolution",
@@ -70,15 +72,24 @@ with common.user_errors():
 
     home = str(store.home)
     chosen = [run_a] + ([run_b] if run_b is not None else [])
-    tables = {r.id: film_tables(home, r.id, counts[r.id]) for r in chosen}
-    layers = tables[run_a.id][0]
+    tables = {}
+    for r in list(chosen):  # a run whose snapshot files are gone is named; the other still shows
+        try:
+            tables[r.id] = film_tables(home, r.id, counts[r.id])
+        except RunFilesError as exc:
+            st.error(md(f"{common.run_title(r)}: {exc}"))
+            chosen.remove(r)
+    if not chosen:
+        st.stop()
+    layers = tables[chosen[0].id][0]
     layer = st.selectbox("Layer", layers, format_func=ac.short_name, key="masks-layer",
                          help="Only prunable layers have masks (by default the first and last "
                               "layers are not pruned).")
     films = [(common.run_title(r), film(home, r.id, counts[r.id], layer))
              for r in chosen if layer in tables[r.id][0]]
     if len(films) < len(chosen):
-        st.info(f"The right run has no layer {layer} (a different model); showing the left run only.")
+        st.info(f"The right run has no layer {md(layer)} (a different model); showing the left "
+                "run only.")
     alignment = (mv.progress_alignment(films[0][1].epochs, films[1][1].epochs)
                  if len(films) == 2 else None)
     st.plotly_chart(ac.mask_film_figure(films, alignment), key="masks-film")

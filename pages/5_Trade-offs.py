@@ -15,6 +15,7 @@ from pruning.models import MODELS
 from pruning.schedules import SCHEDULES
 from pruning.validation import parse_sweep_list, sweep_grid
 from ui import charts, common
+from ui.safe_text import md
 
 SLOT = "tradeoffs"
 FILTERS = (("model", "model"), ("dataset", "dataset"), ("method", "method"),
@@ -100,7 +101,7 @@ def sweep_form() -> list[RunConfig] | None:
                              {"method": methods, "schedule": schedules, "sparsity": sparsities,
                               "seed": seeds})
     except ConfigError as exc:
-        st.error(f"Cannot start this sweep: {exc}")
+        st.error(md(f"Cannot start this sweep: {exc}"))
         return None
     st.session_state["to-sw-measure"] = measure
     return configs

@@ -82,7 +82,12 @@ def ispasp_tab() -> None:
         frame = ac.ispasp_residual_frame(store.traces(run.id, "ispasp_residual"))
         st.plotly_chart(ac.ispasp_residual_figure(frame, relative=relative), key="ispasp-residual")
         common.caption("How far each block's output from the kept units is from its dense output, "
-                       "after each i-SpaSP iteration (lower is better; it should not rise).")
+                       "for the best set of units found up to each i-SpaSP iteration (lower is "
+                       "better). Each iteration proposes a new set from the residual's gradient; "
+                       "a proposal that is worse is not kept, so a line never rises. It drops "
+                       "where a later proposal beats the first and goes flat once the search "
+                       "settles, which on a trained network takes a few iterations; a flat line "
+                       "from the start means the first proposal was already the fixed point.")
     with right:
         st.plotly_chart(ac.ispasp_accuracy_figure(ac.ispasp_accuracy_frame(x)), key="ispasp-acc")
         common.caption("Test accuracy of the dense network, right after i-SpaSP removed units "

@@ -13,6 +13,7 @@ import torch
 
 from ui import analysis_charts as ac
 from ui import common
+from ui.safe_text import md
 
 common.page_setup(
     "Speed lab",
@@ -85,7 +86,7 @@ with common.user_errors():
             try:
                 st.session_state[key] = measure(run, sorted(batch_sizes), device, seconds, layout)
             except (RuntimeError, ValueError) as exc:  # e.g. out of memory on the chosen device
-                st.error(f"Measuring failed on {device}: {exc}. Try fewer or smaller batch sizes "
+                st.error(md(f"Measuring failed on {device}: {exc}.") + " Try fewer or smaller batch sizes "
                          "or another device.")
 
     result = st.session_state.get(key)

@@ -17,6 +17,7 @@ from pruning.export import export_run, metrics_csv
 from pruning.results import METRICS
 from pruning.store import Run
 from ui import charts, common, live, state
+from ui.safe_text import md
 
 #: the history's columns: the run's identity and settings, then every ``list`` metric of
 #: pruning.results.METRICS (labels, formats and help come from there), then when it started
@@ -114,6 +115,7 @@ def details(runs: list[Run]) -> None:
     common.run_report(run, key="runs-detail")
     st.markdown("**Export**")
     has_model = common.store().model_path(run.id).exists()
+    has_model = has_model and not common.store().missing_files(run.id, run.status)
     cols = st.columns(4)
     cols[0].download_button("Metrics (CSV)", _export_bytes(run.id, "metrics"),
                             file_name=f"run-{run.id}-metrics.csv", mime="text/csv",
@@ -124,8 +126,9 @@ def details(runs: list[Run]) -> None:
         col.download_button(label, _export_bytes(run.id, kind), file_name=f"run-{run.id}{suffix}",
                             mime="application/octet-stream", key=f"export-{kind}",
                             on_click="ignore", disabled=not has_model,
-                            help=None if has_model else "this run saved no model (it did not "
-                                                         "finish)")
+                            help=None if has_model else "this run's model or mask files are "
+                                                         "missing (see above), or it did not "
+                                                         "finish")
     st.caption("Weights: the masked state_dict (torch.load(..., weights_only=True)). Compact: "
                "the model with empty channels cut out. ONNX: the compact model, batch dimension "
                "dynamic. CSV: one row per epoch, per-layer sparsity in columns.")
@@ -137,7 +140,7 @@ def manage(runs: list[Run]) -> None:
         return
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     name = c1.text_input("name", value=run.name or "", key=f"runs-name-{run.id}",
-                         help=f"Leave empty for the automatic label: {run.label()}")
+                         help=f"Leave empty for the automatic label: {md(run.label())}")
     if c2.button("Rename", key="runs-rename"):
         with common.user_errors():
             common.store().rename_run(run.id, name.strip() or None)

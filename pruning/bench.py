@@ -124,7 +124,7 @@ def masked_step_ratio(device: torch.device, repeats: int = 200, max_seconds: flo
     dense.to(device).train()
     masked.to(device).train()
     # The trainer's own re-application code: ScheduledHooks._apply on cached device masks.
-    hooks = ScheduledHooks(pruner=None, schedule=None, prune_every=1, first_batch=None)
+    hooks = ScheduledHooks(pruner=None, schedule=None, prune_every=1, first_batches=())
     hooks.params = dict(masked.named_parameters())
     hooks.current = magnitude_mask(masked, sparsity)
     hooks._cache(masked)

@@ -304,23 +304,39 @@ def cmd_run(args, store: RunStore) -> int:
 
 def cmd_list(args, store: RunStore) -> int:
     runs = store.list_runs(status=args.status, limit=args.limit)
+    damaged = store.damaged_runs()
     if args.json:
         print(json.dumps([r.to_dict() for r in runs]))
-    elif not runs:
+    elif not runs and not damaged:
         print(f"no runs yet in {store.home}; start one with `python -m pruning run`")
-    else:
+    elif runs:
         print(list_table(runs))
+    # on stderr, so `--json` output stays one parseable list
+    for bad in damaged:
+        print(f"damaged: {bad.describe()}", file=sys.stderr)
+    newer = [r for r in runs if r.unknown_fields]
+    if newer:
+        fields = sorted({k for r in newer for k in r.unknown_fields})
+        print(f"note: {len(newer)} run(s) hold config fields this version does not know "
+              f"({', '.join(fields)}; written by a newer version): kept, not used",
+              file=sys.stderr)
     return 0
 
 
 def cmd_show(args, store: RunStore) -> int:
     run = store.get_run(args.run)
     if args.json:
-        print(json.dumps(run_json(store, run, traces=True)))
+        print(json.dumps(dict(run_json(store, run, traces=True),
+                              file_problems=store.file_problems(run.id))))
         return 0
     print(summary_table(run))
     changed = [f"{k}={v}" for k, v in run.config.to_dict().items() if v != getattr(RunConfig(), k)]
     print("  config: " + (", ".join(changed) if changed else "the default session"))
+    if run.unknown_fields:
+        print("  config fields this version does not know (kept, not used): "
+              + ", ".join(f"{k}={v}" for k, v in run.unknown_fields.items()))
+    for problem in store.file_problems(run.id):
+        print(f"  files: {problem}")
     print("  epoch  phase      test acc  target   mask")
     for e in store.epochs(run.id):
         print(f"  {e['epoch']:>5}  {str(e.get('phase')):<9}  {_pct(e.get('test_acc')):>8}  "

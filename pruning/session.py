@@ -25,7 +25,7 @@ import torch
 from pruning.config import ConfigError, RunConfig
 from pruning.masks import Mask
 from pruning.results import TIME_PARTS, RunSummary, method_extras, time_breakdown_text
-from pruning.store import Run, RunStore
+from pruning.store import Run, RunStore, StoreError
 from pruning.training import Event, RunContext, RunDiverged, RunStopped, Stopwatch, evaluate
 
 __all__ = ["run_session", "prepare", "train", "measure", "TIME_PARTS", "time_breakdown_text",
@@ -168,7 +168,8 @@ def run_session(config: RunConfig, store: RunStore,
                          error=str(exc))
     except Exception as exc:  # a failed run is recorded with what it had, never lost
         store.finish_run(run_id, "failed", _partial(ctx, trained, clock() - started),
-                         error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+                         error=str(exc) if isinstance(exc, StoreError)  # names file and fix
+                         else f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
     return store.get_run(run_id)
 
 

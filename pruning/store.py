@@ -4,9 +4,21 @@ Layout under PRUNING_HOME (default ``~/.pruning``)::
 
     runs.db                    runs, epochs, traces, snapshots (SQLite, WAL mode)
     runs/<run id>/masks/<step>.npz   packed-bit mask snapshots (Mask.to_bytes)
-    runs/<run id>/model.pt     final weights: a state_dict, or the whole module when the method
-                               changed the architecture (our own files only; uploaded weights are
-                               never loaded this way)
+    runs/<run id>/model.pt     final weights and a plain-data description of the architecture
+                               (``modelfile``): it loads with ``torch.load(weights_only=True)``
+
+Damage is contained. A runs.db that SQLite cannot read raises ``StoreUnreadableError`` naming the
+file and the fix (``move_aside`` keeps it and lets a fresh store start). A row whose JSON does
+not parse is left out of ``list_runs`` and reported by ``damaged_runs``; config fields this
+version does not know (written by a newer one) are kept in the row and reported on the run
+(``Run.unknown_fields``). Missing or corrupt mask and model files raise ``RunFilesError`` naming
+the run and the files (``file_problems`` lists them all).
+
+A full disk: files are written to a temporary name and renamed, so a write that fails leaves no
+partial file; it raises ``DiskFullError`` ("disk full while saving …; free space in
+PRUNING_HOME"). Recording a run's end, if the disk is full, first frees ``.space-reserve`` (256 KB
+kept aside at each run's start) and tries again, so the run is marked failed rather than left
+'running' (which would later read as killed). Reading needs no free space.
 
 WAL mode plus a busy timeout lets two processes (two browser tabs, a sweep and the app) write at
 once. A store object keeps one connection per thread (sqlite3 connections may not cross
@@ -24,6 +36,8 @@ before these columns existed are left as they are: there is no way to tell from 
 """
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
 import math
 import os
@@ -81,12 +95,82 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 """
 
+#: disk space kept aside (``.space-reserve``) so that a run can be marked failed on a full disk
+RESERVE_BYTES = 256 * 1024
+
 #: columns added after the first release; ``_migrate`` adds them to stores created before
 OWNER_COLUMNS = (("owner_pid", "INTEGER"), ("owner_host", "TEXT"), ("owner_token", "TEXT"))
 
 
 class UnknownRunError(ConfigError):
     """No run with that id (or the prefix is ambiguous)."""
+
+
+class StoreError(ConfigError):
+    """The store or a run's files cannot be used as they are; the message names the file and
+    what to do (shown as one line, like bad input)."""
+
+
+class StoreUnreadableError(StoreError):
+    """runs.db is not a database SQLite can read (damaged, truncated, or another file)."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
+class DamagedRunError(StoreError):
+    """One run's row cannot be decoded; the other runs are fine."""
+
+
+class RunFilesError(StoreError):
+    """A run's mask snapshots or model file are missing or corrupt."""
+
+
+class DiskFullError(StoreError):
+    """No space left while saving; what was being written is removed."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT from the OS, or SQLite's SQLITE_FULL."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.DatabaseError):
+        return (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                or "database or disk is full" in str(exc))
+    return False
+
+
+@dataclass(frozen=True)
+class DamagedRun:
+    """A runs row that cannot be decoded: its id, what is wrong, and what is still known."""
+    id: str
+    reason: str
+    created: float | None = None
+    status: str | None = None
+    name: str | None = None
+
+    def describe(self) -> str:
+        return f"run {self.id} is damaged ({self.reason}); it is kept as it is, left out of lists"
+
+
+class _Undecodable(Exception):
+    """Internal: why a row cannot become a Run."""
+
+
+def _check_field_types(config: dict[str, Any]) -> None:
+    """A known config field holding a value of another type (another version's meaning)."""
+    for f in dataclasses.fields(RunConfig):
+        if f.name not in config:
+            continue
+        value = config[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        expected = (int, float) if isinstance(default, float) and not isinstance(default, bool) \
+            else type(default)
+        if isinstance(value, bool) and not isinstance(default, bool) \
+                or not isinstance(value, expected):
+            raise _Undecodable(f"config field {f.name!r} holds {type(value).__name__} "
+                               f"{str(value)[:40]!r} where {type(default).__name__} is expected")
 
 
 def home_dir() -> Path:
@@ -104,6 +188,8 @@ class Run:
     summary: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: config fields this version does not know (written by a newer one): kept, not used
+    unknown_fields: dict[str, Any] = field(default_factory=dict)
 
     def label(self) -> str:
         c = self.config
@@ -113,7 +199,7 @@ class Run:
         return {"id": self.id, "name": self.name, "label": self.label(), "status": self.status,
                 "created": self.created, "finished": self.finished, "error": self.error,
                 "config": self.config.to_dict(), "summary": self.summary,
-                "environment": self.environment}
+                "environment": self.environment, "unknown_fields": self.unknown_fields}
 
 
 def _json_default(value: Any) -> Any:
@@ -243,26 +329,79 @@ class RunStore:
             # connected: writing on would go to the unlinked file and be lost.
             db.close()
             db = None
-        if db is None:
-            self.home.mkdir(parents=True, exist_ok=True)
-            if not self.db_path.exists():
-                self._schema_ready = False  # a new file: it needs the schema
-            db = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
-            try:
-                if not self._schema_ready:
-                    db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
-                    db.executescript(SCHEMA)
-                    self._migrate(db)
-                    self._schema_ready = True
-                db.execute("PRAGMA busy_timeout=30000")
-                # WAL + NORMAL: durable at checkpoints, no fsync per small history row.
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("PRAGMA foreign_keys=ON")
-            except BaseException:
-                db.close()
-                raise
-            self._local.db, self._local.file = db, _file_identity(self.db_path)
-        yield db
+        try:
+            if db is None:
+                db = self._open()
+            yield db
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from None
+
+    def _open(self) -> sqlite3.Connection:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if not self.db_path.exists():
+            self._schema_ready = False  # a new file: it needs the schema
+        db = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+        try:
+            if not self._schema_ready:
+                db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
+                db.executescript(SCHEMA)
+                self._migrate(db)
+                self._schema_ready = True
+            db.execute("PRAGMA busy_timeout=30000")
+            # WAL + NORMAL: durable at checkpoints, no fsync per small history row.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            db.close()
+            raise
+        self._local.db, self._local.file = db, _file_identity(self.db_path)
+        return db
+
+    def _translate(self, exc: sqlite3.DatabaseError) -> Exception:
+        """SQLite's error as the store's: disk full and an unreadable file get one clear line;
+        'locked' stays as it is (``_write`` retries it)."""
+        text = str(exc)
+        if is_disk_full(exc):
+            return DiskFullError(f"disk full while writing to {self.db_path}; free space in "
+                                 f"PRUNING_HOME ({self.home}) and try again")
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            return exc
+        if isinstance(exc, sqlite3.OperationalError) and "readonly" in text:
+            return StoreError(f"cannot write to the run store {self.db_path} (read-only); make "
+                              f"it writable or point PRUNING_HOME at a folder you can write")
+        # "file is not a database", "database disk image is malformed", "unable to open":
+        # nothing here can be trusted; drop this thread's connection so a fresh file reopens
+        self.close()
+        self._schema_ready = False
+        return StoreUnreadableError(
+            f"the run store {self.db_path} cannot be read ({text}); move it aside to start a "
+            f"fresh store (`mv {self.db_path} {self.db_path}.damaged`; the app offers a button), "
+            f"keeping the old file for recovery, or restore a backup", self.db_path)
+
+    def check(self) -> None:
+        """Raise StoreUnreadableError if runs.db exists but cannot be read (a cheap probe)."""
+        if self.db_path.exists():
+            with self._connect() as db:
+                db.execute("SELECT COUNT(*) FROM runs").fetchone()
+
+    def move_aside(self) -> Path:
+        """Rename runs.db (and its WAL files) to ``runs.db.damaged-<time>`` and return that path:
+        the old file is kept, and the next write starts a fresh store."""
+        self.close()
+        self._schema_ready = False
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.db_path.with_name(f"{self.db_path.name}.damaged-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.db_path.with_name(f"{self.db_path.name}.damaged-{stamp}-{n}")
+        for suffix in ("-wal", "-shm"):  # first the WAL: it may hold committed rows
+            side = self.db_path.with_name(self.db_path.name + suffix)
+            if side.exists():
+                side.rename(target.with_name(target.name + suffix))
+        if self.db_path.exists():
+            self.db_path.rename(target)
+        return target
 
     def close(self) -> None:
         """Close this thread's connection now (it reopens on the next use)."""
@@ -284,7 +423,7 @@ class RunStore:
                 if "duplicate column" not in str(exc):  # another process added it meanwhile
                     raise
 
-    def _write(self, sql: str, params: tuple = ()) -> None:
+    def _write(self, sql: str, params: tuple = (), what: str = "the run store") -> None:
         # Retry on the rare 'database is locked' that busy_timeout does not cover (WAL upgrade).
         for attempt in range(20):
             try:
@@ -295,6 +434,25 @@ class RunStore:
                 if "locked" not in str(exc) or attempt == 19:
                     raise
                 time.sleep(0.05 * (attempt + 1))
+            except DiskFullError:
+                raise DiskFullError(f"disk full while saving {what} to {self.db_path}; free space "
+                                    f"in PRUNING_HOME ({self.home})") from None
+
+    def _write_file(self, path: Path, data: bytes, what: str) -> None:
+        """Write ``data`` to ``path`` whole or not at all: a temporary name, then a rename, so a
+        full disk or a crash leaves no truncated file behind."""
+        partial = path.with_name(path.name + ".partial")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(partial, "wb") as f:
+                f.write(data)
+            os.replace(partial, path)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise DiskFullError(f"disk full while saving {what} ({path}); free space in "
+                                    f"PRUNING_HOME ({self.home})") from None
+            raise
 
     # ---- runs -------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
@@ -307,31 +465,83 @@ class RunStore:
         self._write("INSERT INTO runs (id, created, status, name, config, environment, "
                     "owner_pid, owner_host, owner_token) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
                     (run_id, time.time(), name, config.to_json(), _dumps(environment or {}),
-                     owner["owner_pid"], owner["owner_host"], owner["owner_token"]))
+                     owner["owner_pid"], owner["owner_host"], owner["owner_token"]),
+                    what="a new run")
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        self._keep_reserve()
         return run_id
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.home / ".space-reserve"
+
+    def _keep_reserve(self) -> None:
+        """Keep RESERVE_BYTES of disk that finish_run frees when the disk is full, so a run that
+        ran out of space can still be recorded as failed rather than stay 'running'."""
+        if self.reserve_path.exists():
+            return
+        try:
+            self._write_file(self.reserve_path, bytes(RESERVE_BYTES), "the space reserve")
+        except OSError:  # DiskFullError included: no room to keep it now, the next run retries
+            pass
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None,
                    error: str | None = None) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        self._write("UPDATE runs SET status = ?, finished = ?, summary = ?, error = ? WHERE id = ?",
-                    (status, time.time(), _dumps(summary or {}), error, run_id))
+        sql = "UPDATE runs SET status = ?, finished = ?, summary = ?, error = ? WHERE id = ?"
+        params = (status, time.time(), _dumps(summary or {}), error, run_id)
+        what = f"the end of run {run_id}"
+        try:
+            self._write(sql, params, what)
+        except DiskFullError:
+            # The run must not stay 'running' (it would later read as killed): free the space
+            # kept for this moment and try again.
+            self.reserve_path.unlink(missing_ok=True)
+            self._write(sql, params, what)
 
     def update_summary(self, run_id: str, **values: Any) -> None:
         run = self.get_run(run_id)
         summary = dict(run.summary, **values)
-        self._write("UPDATE runs SET summary = ? WHERE id = ?", (_dumps(summary), run_id))
+        self._write("UPDATE runs SET summary = ? WHERE id = ?", (_dumps(summary), run_id),
+                    what=f"the summary of run {run_id}")
 
     def rename_run(self, run_id: str, name: str | None) -> None:
         self._write("UPDATE runs SET name = ? WHERE id = ?", (name, run_id))
 
     def _row_to_run(self, row: tuple) -> Run:
+        """A Run from a runs row; _Undecodable says why a damaged row cannot be one."""
         run_id, created, finished, status, name, config, summary, environment, error = row
-        return Run(id=run_id, config=RunConfig.from_dict(json.loads(config)), status=status,
-                   created=created, finished=finished, name=name,
-                   summary=stored_summary(json.loads(summary)),
-                   environment=json.loads(environment), error=error)
+        values = {}
+        for column, text in (("config", config), ("summary", summary),
+                             ("environment", environment)):
+            try:
+                value = json.loads(text)
+            except (TypeError, ValueError) as exc:
+                raise _Undecodable(f"its {column} is not valid JSON: {exc}") from None
+            if not isinstance(value, dict):
+                raise _Undecodable(f"its {column} is not a JSON object")
+            values[column] = value
+        if status not in STATUSES:
+            raise _Undecodable(f"unknown status {str(status)[:40]!r}")
+        known = {f.name for f in dataclasses.fields(RunConfig)}
+        fields = values["config"]
+        unknown = {k: v for k, v in fields.items() if k not in known}
+        _check_field_types(fields)
+        try:
+            run_config = RunConfig.from_dict(fields)
+        except ConfigError:  # a from_dict that refuses unknown fields: read the known ones
+            run_config = None
+        except (TypeError, ValueError) as exc:
+            raise _Undecodable(f"its config cannot be read: {exc}") from None
+        if run_config is None:
+            try:
+                run_config = RunConfig.from_dict({k: v for k, v in fields.items() if k in known})
+            except (TypeError, ValueError) as exc:
+                raise _Undecodable(f"its config cannot be read: {exc}") from None
+        return Run(id=run_id, config=run_config, status=status, created=created,
+                   finished=finished, name=name, summary=stored_summary(values["summary"]),
+                   environment=values["environment"], error=error, unknown_fields=unknown)
 
     _RUN_COLUMNS = "id, created, finished, status, name, config, summary, environment, error"
 
@@ -368,12 +578,15 @@ class RunStore:
         for rid, pid, host, token, summary_json in rows:
             if not owner_gone(pid, host, token):
                 continue
-            epochs = [json.loads(r[0]) for r in db.execute(
-                "SELECT data FROM epochs WHERE run_id = ? ORDER BY epoch, rowid", (rid,))]
+            epochs = _parsed(db.execute(
+                "SELECT data FROM epochs WHERE run_id = ? ORDER BY epoch, rowid", (rid,)))
             snapshots = db.execute("SELECT COUNT(*) FROM snapshots WHERE run_id = ?",
                                    (rid,)).fetchone()[0]
+            summary = _loads_object(summary_json)
+            if summary is None:
+                continue  # a damaged row is left exactly as it is (damaged_runs reports it)
             # the same partial summary a stopped run gets: the last epoch's metrics
-            summary, last = json.loads(summary_json), (epochs[-1] if epochs else {})
+            last = epochs[-1] if epochs else {}
             for key in ("test_acc", "test_loss", "train_acc", "target_sparsity", "mask_sparsity"):
                 if key not in summary and last.get(key) is not None:
                     summary[key] = last[key]
@@ -387,9 +600,9 @@ class RunStore:
                     "WHERE id = ? AND status = 'running'",
                     (time.time(), _dumps(summary), error, rid)).rowcount
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
+                if "locked" not in str(exc) and not is_disk_full(exc):
                     raise
-                continue  # a busy store: reading must not fail; the next read tries again
+                continue  # a busy or full store: reading must not fail; a later read retries
             if changed:  # 0: another reader or the run itself got there first
                 reaped.append(rid)
         return reaped
@@ -399,9 +612,14 @@ class RunStore:
         with self._connect() as db:
             self.reap_interrupted(db, run_id)
             row = db.execute(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return self._row_to_run(row)
+        try:
+            return self._row_to_run(row)
+        except _Undecodable as exc:
+            raise DamagedRunError(
+                f"run {run_id} is damaged in {self.db_path} ({exc}); the other runs are fine: "
+                f"see `python -m pruning list`, and delete this one if it is not needed") from None
 
-    def list_runs(self, status: str | None = None, limit: int | None = None) -> list[Run]:
+    def _select_runs(self, status: str | None, limit: int | None) -> list[tuple]:
         if not self.db_path.exists():
             return []
         sql = f"SELECT {self._RUN_COLUMNS} FROM runs"
@@ -414,8 +632,30 @@ class RunStore:
             sql += f" LIMIT {int(limit)}"
         with self._connect() as db:
             self.reap_interrupted(db)  # before the status filter, so it sees their real status
-            rows = db.execute(sql, params).fetchall()
-        return [self._row_to_run(r) for r in rows]
+            return db.execute(sql, params).fetchall()
+
+    def list_runs(self, status: str | None = None, limit: int | None = None) -> list[Run]:
+        """Every readable run, newest first; damaged rows are left out (see damaged_runs)."""
+        runs = []
+        for row in self._select_runs(status, limit):
+            try:
+                runs.append(self._row_to_run(row))
+            except _Undecodable:
+                continue
+        return runs
+
+    def damaged_runs(self) -> list[DamagedRun]:
+        """Rows that list_runs leaves out because they cannot be decoded, newest first."""
+        damaged = []
+        for row in self._select_runs(None, None):
+            try:
+                self._row_to_run(row)
+            except _Undecodable as exc:
+                created = row[1] if isinstance(row[1], (int, float)) else None
+                damaged.append(DamagedRun(id=str(row[0]), reason=str(exc), created=created,
+                                          status=row[3] if isinstance(row[3], str) else None,
+                                          name=row[4] if isinstance(row[4], str) else None))
+        return damaged
 
     def delete_run(self, run_id: str) -> None:
         run_id = self.resolve(run_id)
@@ -428,17 +668,19 @@ class RunStore:
     # ---- history ----------------------------------------------------------------------------
     def add_epoch(self, run_id: str, row: dict[str, Any]) -> None:
         self._write("INSERT INTO epochs (run_id, epoch, data) VALUES (?, ?, ?)",
-                    (run_id, int(row.get("epoch", 0)), _dumps(row)))
+                    (run_id, int(row.get("epoch", 0)), _dumps(row)),
+                    what=f"epoch {row.get('epoch', 0)} of run {run_id}")
 
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
         with self._connect() as db:
             rows = db.execute("SELECT data FROM epochs WHERE run_id = ? ORDER BY epoch, rowid",
                               (run_id,)).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return _parsed(rows)  # a damaged row is skipped (file_problems counts it)
 
     def add_trace(self, run_id: str, kind: str, step: int, payload: dict[str, Any]) -> None:
         self._write("INSERT INTO traces (run_id, kind, step, data) VALUES (?, ?, ?, ?)",
-                    (run_id, kind, int(step), _dumps(payload)))
+                    (run_id, kind, int(step), _dumps(payload)),
+                    what=f"a {kind} trace of run {run_id}")
 
     def traces(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
         """Rows of ``{"kind", "step", **payload}`` in insertion order."""
@@ -449,7 +691,12 @@ class RunStore:
             params += (kind,)
         with self._connect() as db:
             rows = db.execute(sql + " ORDER BY rowid", params).fetchall()
-        return [{"kind": k, "step": s, **json.loads(d)} for k, s, d in rows]
+        out = []
+        for k, s, d in rows:
+            payload = _loads_object(d)
+            if payload is not None:  # a damaged row is skipped (file_problems counts it)
+                out.append({"kind": k, "step": s, **payload})
+        return out
 
     def trace_kinds(self, run_id: str) -> list[str]:
         with self._connect() as db:
@@ -457,12 +704,15 @@ class RunStore:
         return [r[0] for r in rows]
 
     # ---- files ------------------------------------------------------------------------------
+    def snapshot_path(self, run_id: str, step: int) -> Path:
+        return self.run_dir(run_id) / "masks" / f"{int(step):08d}.npz"
+
     def add_snapshot(self, run_id: str, step: int, epoch: float, mask: Mask) -> None:
-        folder = self.run_dir(run_id) / "masks"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{int(step):08d}.npz").write_bytes(mask.to_bytes())
+        self._write_file(self.snapshot_path(run_id, step), mask.to_bytes(),
+                         f"mask snapshot {int(step)} of run {run_id}")
         self._write("INSERT OR REPLACE INTO snapshots (run_id, step, epoch, sparsity) "
-                    "VALUES (?, ?, ?, ?)", (run_id, int(step), float(epoch), mask.sparsity()))
+                    "VALUES (?, ?, ?, ?)", (run_id, int(step), float(epoch), mask.sparsity()),
+                    what=f"mask snapshot {int(step)} of run {run_id}")
 
     def snapshots(self, run_id: str) -> list[dict[str, Any]]:
         with self._connect() as db:
@@ -471,40 +721,118 @@ class RunStore:
         return [{"step": s, "epoch": e, "sparsity": sp} for s, e, sp in rows]
 
     def load_snapshot(self, run_id: str, step: int) -> Mask:
-        return Mask.from_bytes((self.run_dir(run_id) / "masks" / f"{int(step):08d}.npz").read_bytes())
+        """One mask snapshot; RunFilesError naming the run and the file if it is missing or
+        corrupt."""
+        path = self.snapshot_path(run_id, step)
+        try:
+            return Mask.from_bytes(path.read_bytes())
+        except FileNotFoundError:
+            problem = "is missing"
+        except Exception as exc:  # numpy/zip errors of a truncated or foreign file
+            problem = "is corrupt (not a readable mask)"
+        raise RunFilesError(self._files_message(run_id, [f"mask snapshot {path} {problem}"]))
+
+    def _files_message(self, run_id: str, problems: list[str]) -> str:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3
+                                           else "")
+        return (f"run {run_id}'s files are incomplete: {shown}; its history and summary are "
+                f"fine, but what needs these files cannot be shown for it: choose another run, or "
+                f"run this session again")
+
+    def missing_files(self, run_id: str, status: str | None = None) -> list[str]:
+        """A run's files that are not on disk (its listed snapshots; model.pt once done); a stat
+        per file, cheap enough for every page. ``file_problems`` also reads them."""
+        missing = [path.name for path in (self.snapshot_path(run_id, s["step"])
+                                          for s in self.snapshots(run_id))
+                   if not path.is_file()]
+        if status == "done" and not self.model_path(run_id).is_file():
+            missing.append("model.pt")
+        return missing
+
+    def file_problems(self, run_id: str) -> list[str]:
+        """What is missing or corrupt among a run's files (and damaged history rows); [] if
+        nothing. Snapshots are read whole, so this costs about as much as loading them."""
+        run = self.get_run(run_id)
+        problems = []
+        for snap in self.snapshots(run.id):
+            path = self.snapshot_path(run.id, snap["step"])
+            try:
+                Mask.from_bytes(path.read_bytes())
+            except FileNotFoundError:
+                problems.append(f"mask snapshot {path.name} is missing")
+            except Exception as exc:
+                problems.append(f"mask snapshot {path.name} is corrupt (not a readable mask)")
+        path = self.model_path(run.id)
+        if run.status == "done" and not path.exists():
+            problems.append("model.pt is missing")
+        elif path.exists():
+            try:
+                self.load_model(run.id)
+            except ConfigError as exc:  # damaged, unsafe or not fitting: its first clause
+                problems.append(str(exc).split("; ")[0])
+        with self._connect() as db:
+            for table in ("epochs", "traces"):
+                rows = db.execute(f"SELECT data FROM {table} WHERE run_id = ?", (run.id,))
+                bad = sum(1 for (text,) in rows if _loads_object(text) is None)
+                if bad:
+                    problems.append(f"{_plural(bad, table[:-1] + ' row')} damaged (left out)")
+        return problems
 
     def model_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "model.pt"
 
-    def save_model(self, run_id: str, model, whole_module: bool) -> Path:
-        """Save final weights; ``whole_module`` for methods that changed the architecture."""
-        import torch
+    def save_model(self, run_id: str, model, whole_module: bool = False) -> Path:
+        """Save the final weights with a plain-data description of the architecture (see
+        ``modelfile``), loadable with ``weights_only=True``. ``whole_module`` is kept for callers
+        of the older format: the description covers changed architectures too."""
+        from pruning import data, modelfile
 
-        path = self.model_path(run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model = model.to("cpu")
-        if whole_module:
-            torch.save({"format": "module", "module": model}, path)
-        else:
-            torch.save({"format": "state_dict",
-                        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
-                       path)
+        run = self.get_run(run_id)
+        path = self.model_path(run.id)
+        blob = modelfile.to_bytes(model.to("cpu"), run.config, data.dataset_shape(run.config))
+        self._write_file(path, blob, f"the model of run {run.id}")
         return path
 
     def load_model(self, run_id: str):
-        """Rebuild the run's final model on CPU (our own file: the store wrote it)."""
-        import torch
-
-        from pruning import data, models
+        """Rebuild the run's final model on CPU from its file (``weights_only=True``)."""
+        from pruning import data, modelfile, models
 
         run = self.get_run(run_id)
         path = self.model_path(run.id)
         if not path.exists():
-            raise UnknownRunError(f"run {run.id} has no saved model (status {run.status})")
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-        if blob["format"] == "module":
-            return blob["module"].eval()
-        channels, size, classes = data.dataset_shape(run.config)
+            if run.status == "done":
+                raise RunFilesError(self._files_message(run.id, [f"model file {path} is missing"]))
+            raise UnknownRunError(f"run {run.id} has no saved model (status {run.status}); only "
+                                  f"finished runs have one")
+        what = f"the model file of run {run.id}"
+        try:
+            blob = modelfile.read_blob(path, what)
+        except FileNotFoundError:  # deleted between the check and the read
+            raise RunFilesError(self._files_message(run.id, [f"model file {path} is missing"]))
+        shape = data.dataset_shape(run.config)
+        if blob.get("format") == modelfile.FORMAT:
+            return modelfile.rebuild(blob, what, run.config, shape)
+        # an older run's plain state_dict for the registry architecture
+        channels, size, classes = shape
         model = models.build_model(run.config, channels, classes, size)
-        model.load_state_dict(blob["state_dict"])
+        try:
+            model.load_state_dict(blob["state_dict"])
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise modelfile.ModelFileError(
+                f"{what} ({path}) does not fit the run's model "
+                f"({str(exc).strip().splitlines()[0][:160]}); run the session again") from None
         return model.eval()
+
+
+def _loads_object(text: Any) -> dict[str, Any] | None:
+    """A JSON object from a stored column, or None when the text is damaged."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _parsed(rows) -> list[dict[str, Any]]:
+    """The JSON objects of ``(data,)`` rows, skipping damaged ones."""
+    return [v for v in (_loads_object(r[0]) for r in rows) if v is not None]

@@ -11,13 +11,14 @@ from pruning.config import RunConfig
 from pruning.masks import prunable_layers
 from pruning.methods import METHODS, build_method, method_config
 from pruning.methods.allocation import global_magnitude_allocation, uniform_allocation
-from pruning.methods.aswl import (ATTENTION_MAX, ATTENTION_MIN, AswlConfig, AswlHooks,
-                                  magnitude_keep, pruning_ratios)
+from pruning.methods.aswl import (ATTENTION_MAX, ATTENTION_MIN, MAX_RATIO, AswlConfig,
+                                  AswlHooks, magnitude_keep, pruning_ratios)
 from pruning.models import build_model
 from pruning.training import MemoryRecorder, RunContext, fit
 
 # The bounds as float32, the attentions' dtype.
 LOW, HIGH = float(torch.tensor(ATTENTION_MIN)), float(torch.tensor(ATTENTION_MAX))
+CAP = float(torch.tensor(MAX_RATIO))
 
 
 def small(bundle, n_train=320, n_test=160):
@@ -26,9 +27,9 @@ def small(bundle, n_train=320, n_test=160):
                                test_x=bundle.test_x[:n_test], test_y=bundle.test_y[:n_test])
 
 
-def run_aswl(data, **method_params):
-    config = RunConfig(method="aswl", epochs=8, sparsity=0.8, width=0.5, batch_size=32,
-                       method_params={"attention_lr": 0.03, "lam": 200.0, **method_params})
+def run_aswl(data, config: RunConfig | None = None, **method_params):
+    """One ASWL run; by default the default session's settings with ASWL's default settings."""
+    config = (config or RunConfig(method="aswl")).replace(method_params=method_params)
     model = build_model(config, 1, 10, 8)
     ctx = RunContext(config, method_config(config), data, torch.device("cpu"), MemoryRecorder())
     return config, ctx, build_method(config).run(model, ctx)
@@ -36,7 +37,8 @@ def run_aswl(data, **method_params):
 
 @pytest.fixture(scope="module")
 def aswl_run(_digits_once):
-    return run_aswl(small(_digits_once))
+    """The default run: small_cnn on digits, 12 epochs, 90 % target, ASWL at its defaults."""
+    return run_aswl(_digits_once)
 
 
 def test_ratio_rule_and_its_gradient():
@@ -78,21 +80,47 @@ def test_registered_with_config_and_description():
     assert "2111.02399" in description and "buggy" in description
 
 
-def test_sparsity_approaches_target_with_layer_ratios_that_differ(aswl_run, _digits_once):
-    # A short run on little data: a strong λ (200) makes the pull dominate the task's early push
-    # on the attentions; the default λ = 20 lands within a point on the full 12-epoch run.
+def test_default_run_lands_on_target_with_conv_ratios_that_differ(aswl_run, _digits_once):
     config, ctx, result = aswl_run
-    assert result.mask.sparsity() == pytest.approx(config.sparsity, abs=0.015)
-    ratios = list(result.summary["aswl_layer_ratio"].values())
-    assert max(ratios) - min(ratios) > 0.05
-    # Without the regulariser nothing pulls the ratios towards the target.
-    _, _, free = run_aswl(small(_digits_once, n_train=160), lam=0.0)
-    assert abs(free.mask.sparsity() - config.sparsity) > 0.1
+    layers = list(result.summary["aswl_layer_ratio"])
+    # Every conv and dense layer carries an attention, the first and the last included.
+    assert layers == [f"{n}.weight" for n, m in result.model.named_modules()
+                      if isinstance(m, (nn.Conv2d, nn.Linear))]
+    # The mask covers every conv and dense weight: its sparsity is the whole network's.
+    assert result.mask.sparsity() == pytest.approx(config.sparsity, abs=0.01)
+    ratios = result.summary["aswl_layer_ratio"]
+    convs = [ratios[n] for n in layers if n.startswith("conv")]  # conv2..conv4, same kind
+    assert max(convs) - min(convs) >= 0.02
+    assert ratios["stem.0.weight"] < min(convs) - 0.2  # the small stem is pulled least
+    assert float(ctx.recorder.epochs[-1]["test_acc"]) > 0.9
+
+
+def test_without_the_regulariser_nothing_pulls_towards_the_target(_digits_once):
+    _, _, free = run_aswl(small(_digits_once, n_train=160),
+                          RunConfig(method="aswl", epochs=2, width=0.5), lam=0.0)
+    assert abs(free.mask.sparsity() - 0.9) > 0.1
+
+
+def test_adam_for_the_attentions_would_erase_the_size_weighting():
+    """The regulariser's gradient on a_l is proportional to n_l; one SGD step keeps that
+    ratio between two layers of different size, while Adam's first step is the same size for
+    both."""
+    layers = {"a": nn.Linear(10, 10), "b": nn.Linear(10, 40)}
+    hooks = AswlHooks(layers, AswlConfig(), 0.1, torch.device("cpu"))
+    hooks.regulariser().backward()
+    step = hooks.attention.grad.clone()
+    assert float(step[1] / step[0]) == pytest.approx(4.0, rel=1e-4)
+    before = hooks.attention.detach().clone()
+    hooks.optimizer.step()
+    moved = hooks.attention.detach() - before
+    assert float(moved[1] / moved[0]) == pytest.approx(4.0, rel=1e-4)
+    assert isinstance(hooks.optimizer, torch.optim.SGD)
+    assert hooks.optimizer.defaults["momentum"] == 0.9
 
 
 def test_final_model_holds_the_sparse_folded_weights(aswl_run):
     config, ctx, result = aswl_run
-    layers = prunable_layers(result.model)
+    layers = prunable_layers(result.model, include_first_last=True)
     assert list(result.mask) == list(layers)
     for name, module in layers.items():
         assert not hasattr(module, "parametrizations")  # the straight-through is gone
@@ -112,7 +140,7 @@ def test_traces_attentions_stay_clipped(aswl_run):
     assert traces[0][1]["attention"] == [0.5] * len(traces[0][1]["layers"])
     for _, payload in traces:
         assert all(LOW <= a <= HIGH for a in payload["attention"])
-        assert all(0.0 <= r <= 0.99 for r in payload["ratio"])
+        assert all(0.0 <= r <= CAP for r in payload["ratio"])
     assert traces[-1][0] == config.epochs * steps_per_epoch
     final = [p for kind, _, p in ctx.recorder.traces if kind == "aswl_final"]
     assert len(final) == 1

@@ -10,9 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
 
+from pruning.config import RunConfig
 from pruning.masks import Mask, prunable_parameters
 from pruning.methods.criteria import (CRITERIA, GraspConfig, Pruner, SynflowConfig, TaylorConfig)
 from pruning.methods.granularity import keep_top, lowest_entries, prune_count, select
+from pruning.models import build_model
 from pruning.registry import build_config
 
 SCOPES = ("global", "layerwise")
@@ -280,19 +282,45 @@ def test_snip_equals_g_times_w_by_hand_on_the_masked_network():
     assert model.training and model.drop.training
 
 
-def test_taylor_averages_abs_g_times_w_over_chunks():
+def test_taylor_sums_squared_g_times_w_over_mini_batches():
+    """Molchanov et al. 2019: Σ_b (g_b ⊙ w)², one gradient per mini-batch."""
     model, batch = make_net(8), make_batch(16)
     reference = copy.deepcopy(model)
     reference.drop.eval()
     params = prunable_parameters(reference)
     expected = {n: torch.zeros_like(p) for n, p in params.items()}
-    for xc, yc in zip(batch[0].chunk(2), batch[1].chunk(2)):
-        grads = torch.autograd.grad(F.cross_entropy(reference(xc), yc), list(params.values()))
+    for xb, yb in zip(batch[0].chunk(2), batch[1].chunk(2)):
+        grads = torch.autograd.grad(F.cross_entropy(reference(xb), yb), list(params.values()))
         for (n, p), g in zip(params.items(), grads):
-            expected[n] += (g * p).abs() / 2
-    scores = Pruner("taylor", TaylorConfig(chunks=2)).scores(model, batch=batch)
+            expected[n] += (g * p) ** 2
+    scores = Pruner("taylor", TaylorConfig(batches=2)).scores(model, batch=batch)
     for n in params:
-        assert torch.allclose(scores[n], expected[n], rtol=1e-5, atol=1e-9)
+        assert torch.allclose(scores[n], expected[n], rtol=1e-5, atol=1e-12)
+
+
+def test_taylor_scores_the_last_training_batches(digits):
+    """The scheduled pruner hands Taylor the step's batch and the ones before it, stacked."""
+    from pruning.methods.scheduled import ScheduledHooks
+    seen = []
+
+    class Watching(Pruner):
+        def __call__(self, model, mask, target, batch=None):
+            seen.append(batch[0].clone())
+            return super().__call__(model, mask, target, batch)
+
+    pruner = Watching("taylor", TaylorConfig())
+    assert pruner.batches == 4
+    batches = [(digits.train_x[i * 8:(i + 1) * 8], digits.train_y[i * 8:(i + 1) * 8])
+               for i in range(7)]
+    schedule = lambda progress: 0.5 * progress  # noqa: E731  (grows at every step)
+    schedule.final = 0.5
+    hooks = ScheduledHooks(pruner, schedule, 1, batches[:4])
+    model = build_model(RunConfig(width=0.25), 1, 10, 8)
+    hooks.on_train_start(model, 3)
+    for step, batch in enumerate(batches[4:], start=1):
+        hooks.after_step(model, step, step / 3, batch)
+    assert len(seen) == 3  # the start (target 0) scores nothing
+    assert torch.equal(seen[-1], torch.cat([b[0] for b in batches[3:7]]))
 
 
 def test_grasp_equals_w_times_explicit_hessian_gradient_product():

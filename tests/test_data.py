@@ -15,7 +15,8 @@ from pruning.config import ConfigError, RunConfig
 from pruning.data import (DATASETS, DatasetMissingError, data_root, dataset_shape, load_dataset,
                           resize, to_channels)
 from pruning.data.digits import Digits
-from pruning.data.vision import CIFAR10, CIFAR100, MNIST, FashionMNIST
+from pruning.data import vision
+from pruning.data.vision import CIFAR10, CIFAR100, MNIST, DatasetChecksumError, FashionMNIST
 
 
 # --- digits -------------------------------------------------------------------------------------
@@ -213,6 +214,14 @@ def write_dataset(root: Path, name: str) -> tuple[list[int], list[int]]:
 VISION = {"mnist": MNIST, "fashion_mnist": FashionMNIST, "cifar10": CIFAR10, "cifar100": CIFAR100}
 
 
+@pytest.fixture(autouse=True)
+def tiny_files_have_no_published_sums(monkeypatch):
+    """The tiny CIFAR files written here are not torchvision's, so the published md5s cannot
+    match them; the checksum tests at the end set the sums they check against."""
+    for cls in (CIFAR10, CIFAR100):
+        monkeypatch.setattr(cls, "checksums", classmethod(lambda c: {}))
+
+
 @pytest.mark.parametrize("name", list(VISION))
 def test_torchvision_readers_on_tiny_files(tmp_home, name):
     root = tmp_home.parent / "data"  # PRUNING_DATA from the fixture
@@ -292,3 +301,82 @@ def test_download_skips_present_files_and_reports_failures(tmp_path, offline, na
     train_y, _ = write_dataset(tmp_path, name)
     bundle = load_dataset(RunConfig(dataset=name), root=tmp_path, download=True)  # no network
     assert bundle.train_y.tolist() == train_y
+
+
+# --- checksums ----------------------------------------------------------------------------------
+
+class _Hostile:
+    """Unpickling this creates a file: stands for any code a tampered pickle could run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _sums(folder: Path, names) -> dict[str, str]:
+    return {name: vision._md5(folder / name) for name in names}
+
+
+def test_published_checksums_are_torchvisions():
+    assert vision._PickledBatches.checksums.__func__(CIFAR10)["data_batch_1"] == \
+        "c99cafc152244af753f735de768cd75f"
+    assert vision._PickledBatches.checksums.__func__(CIFAR100)["meta"] == \
+        "7973b15100ade9c7d40fb424638fde48"
+    assert MNIST.checksums()["train-images-idx3-ubyte.gz"] == "f68b3c2dcbeaaa9fbdd348bbdeb94873"
+
+
+def test_files_that_differ_from_the_published_sums_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(CIFAR10, "checksums",
+                        classmethod(vision._PickledBatches.checksums.__func__))
+    write_dataset(tmp_path, "cifar10")  # not torchvision's files: every sum differs
+    with pytest.raises(DatasetChecksumError, match="does not match torchvision's published "
+                                                   "checksum .*--download") as info:
+        load_dataset(RunConfig(dataset="cifar10"), root=tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_tampered_pickle_is_refused_before_it_is_unpickled(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_dataset(tmp_path, "cifar10")
+    sums = _sums(folder, CIFAR10.files())
+    monkeypatch.setattr(CIFAR10, "checksums", classmethod(lambda c: sums))
+    marker = tmp_path / "code-ran"
+    with open(folder / "data_batch_2", "wb") as f:
+        pickle.dump({"data": _Hostile(marker), "labels": [1]}, f)
+    with pytest.raises(DatasetChecksumError, match="data_batch_2 does not match"):
+        load_dataset(RunConfig(dataset="cifar10"), root=tmp_path)
+    assert not marker.exists()
+    with open(folder / "data_batch_2", "rb") as f:
+        pickle.load(f)  # what reading it unchecked would have done
+    assert marker.exists()
+
+
+def test_verified_files_are_not_hashed_again_until_they_change(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_dataset(tmp_path, "cifar10")
+    sums = _sums(folder, CIFAR10.files())
+    monkeypatch.setattr(CIFAR10, "checksums", classmethod(lambda c: sums))
+    hashed = []
+    real_md5 = vision._md5
+    monkeypatch.setattr(vision, "_md5", lambda path: hashed.append(path.name) or real_md5(path))
+    load_dataset(RunConfig(dataset="cifar10"), root=tmp_path)
+    assert sorted(hashed) == sorted(CIFAR10.files())
+    hashed.clear()
+    load_dataset(RunConfig(dataset="cifar10"), root=tmp_path)
+    assert hashed == []
+    content = (folder / "test_batch").read_bytes()
+    (folder / "test_batch").write_bytes(content)  # rewritten: same bytes, new change time
+    load_dataset(RunConfig(dataset="cifar10"), root=tmp_path)
+    assert hashed == ["test_batch"]
+
+
+def test_mnist_archives_are_checked_when_present(tmp_path):
+    write_dataset(tmp_path, "mnist")
+    (tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz").write_bytes(b"not the archive")
+    with pytest.raises(DatasetChecksumError, match="train-labels-idx1-ubyte.gz does not match"):
+        load_dataset(RunConfig(dataset="mnist"), root=tmp_path)
+    (tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz").unlink()
+    assert load_dataset(RunConfig(dataset="mnist"), root=tmp_path).train_y.tolist() == \
+        [3, 1, 4, 1, 5]

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +14,8 @@ from pruning.config import ConfigError, RunConfig
 from pruning.data import load_dataset
 from pruning.methods import METHODS, method_config
 from pruning.methods.ispasp import (Block, IspaspConfig, _split_epochs, capture_hidden,
-                                    find_blocks, ispasp_select, prune_block)
+                                    dependency_graph, find_blocks, ispasp_select,
+                                    prune_block)
 from pruning.models import build_model
 from pruning.metrics.flops import count_flops
 from pruning.training import MemoryRecorder, RunContext
@@ -127,10 +130,17 @@ def _masked_reference(model, blocks_and_kept):
     return reference
 
 
-@pytest.mark.parametrize("name, size, width", [
-    ("stand_in", 8, 1.0), ("lenet5", 8, 1.0), ("mlp", 8, 0.2), ("resnet20", 8, 0.5),
-    ("mobilenet_v2", 8, 0.25)])
-def test_surgery_equals_the_dense_block_restricted_to_s(name, size, width):
+# Outputs of the channel surgery on fixed channel choices, recorded from the hand-written
+# surgery that preceded the Torch-Pruning one (tests/data/ispasp_surgery_reference.json): the
+# dependency-graph surgery must give the same outputs and parameter shapes.
+SURGERY_CASES = [("stand_in", 8, 1.0), ("lenet5", 8, 1.0), ("mlp", 8, 0.2),
+                 ("resnet20", 8, 0.5), ("mobilenet_v2", 8, 0.25), ("small_cnn", 8, 0.5),
+                 ("vgg11", 8, 0.25)]
+SURGERY_REFERENCE = Path(__file__).parent / "data" / "ispasp_surgery_reference.json"
+
+
+def surgery_case(name, size, width):
+    """(model with randomised BatchNorms in eval mode, input, blocks, chosen units per block)."""
     torch.manual_seed(0)
     if name == "stand_in":
         model = _ConvNet()
@@ -138,17 +148,23 @@ def test_surgery_equals_the_dense_block_restricted_to_s(name, size, width):
         model = build_model(RunConfig(model=name, width=width), 3, 10, size)
     _randomise_bn(model)
     model.eval()
-    x = torch.randn(4, 3, size, size)
-    blocks = find_blocks(model, x[:2])
-    chosen = []
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
+    blocks = find_blocks(model, x)
     generator = torch.Generator().manual_seed(1)
-    for block in blocks:
-        s = max(1, block.channels // 3)
-        chosen.append((block, torch.randperm(block.channels, generator=generator)[:s].tolist()))
+    chosen = [sorted(torch.randperm(block.channels, generator=generator)
+                     [:max(1, block.channels // 3)].tolist()) for block in blocks]
+    return model, x, blocks, chosen
+
+
+@pytest.mark.parametrize("name, size, width", SURGERY_CASES)
+def test_surgery_equals_the_dense_block_restricted_to_s(name, size, width):
+    model, x, blocks, units = surgery_case(name, size, width)
+    chosen = list(zip(blocks, units))
     reference = _masked_reference(model, chosen)
     params_before = sum(p.numel() for p in model.parameters())
+    graph = dependency_graph(model, x[:2])
     for block, kept in chosen:
-        prune_block(model, block, kept)
+        prune_block(model, block, kept, graph)
     modules = dict(model.named_modules())
     for block, kept in chosen:
         layer1 = modules[block.layer1]
@@ -182,7 +198,7 @@ def test_capture_hidden_sees_the_pruned_upstream_network():
     model = _ConvNet().eval()
     x = [torch.randn(3, 3, 8, 8)]
     blocks = find_blocks(model, x[0])
-    prune_block(model, blocks[0], [0, 2, 5])
+    prune_block(model, blocks[0], [0, 2, 5], dependency_graph(model, x[0]))
     (hidden,) = capture_hidden(model, model.fc1, x)
     assert hidden.shape == (3, 6 * 16)
     (hidden,) = capture_hidden(model, model.conv2, x)
@@ -250,23 +266,113 @@ def test_run_with_per_block_finetune_counts_its_steps():
                                        finetune_per_block_steps=2)
     steps_per_epoch = data.steps_per_epoch("train", 32)
     assert ctx.steps_done == 2 * steps_per_epoch + 2 * result.summary["blocks"]
-    assert result.summary["channels_kept"] == 60 // 2 + 20 // 2
+    assert result.summary["channels_kept"] == math.floor(0.3 * 60) + math.floor(0.3 * 20)
 
 
-def test_untraceable_model_is_refused():
+def test_model_without_a_hidden_layer_is_refused(digits):
     class Branchy(nn.Module):
+        """Data-dependent control flow (fine for the autograd-traced graph), no hidden layer."""
+
         def __init__(self):
             super().__init__()
-            self.fc = nn.Linear(4, 2)
+            self.fc = nn.Linear(64, 10)
 
         def forward(self, x):
-            if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
-                return self.fc(x)
-            return -self.fc(x)
+            x = x.flatten(1)  # (B, 64)
+            return self.fc(x) if x.sum() > 0 else -self.fc(x)
 
-    with pytest.raises(ConfigError, match="cannot trace"):
-        find_blocks(Branchy(), torch.randn(2, 4))
+    assert find_blocks(Branchy(), torch.randn(2, 1, 8, 8)) == []
+    config = RunConfig(method="ispasp", epochs=1)
+    ctx = RunContext(config, method_config(config), digits, torch.device("cpu"), MemoryRecorder())
+    with pytest.raises(ConfigError, match="no prunable block"):
+        METHODS.get("ispasp")(config, method_config(config)).run(Branchy(), ctx)
 
 
 def test_block_name_is_layer1():
     assert Block("a.conv1", (), (), "a.conv2", None, 4).name == "a.conv1"
+
+
+def surgery_outcome(name, size, width):
+    model, x, blocks, chosen = surgery_case(name, size, width)
+    graph = dependency_graph(model, x)
+    for block, kept in zip(blocks, chosen):
+        prune_block(model, block, kept, graph)
+    with torch.no_grad():
+        out = model(x)
+    return {"blocks": [b.layer1 for b in blocks], "output": out.tolist(),
+            "shapes": {n: list(p.shape) for n, p in model.state_dict().items()}}
+
+
+@pytest.mark.parametrize("name, size, width", SURGERY_CASES)
+def test_surgery_outputs_equal_the_recorded_ones(name, size, width):
+    recorded = json.loads(SURGERY_REFERENCE.read_text())[name]
+    outcome = surgery_outcome(name, size, width)
+    assert outcome["blocks"] == recorded["blocks"]
+    assert outcome["shapes"] == recorded["shapes"]
+    torch.testing.assert_close(torch.tensor(outcome["output"]), torch.tensor(recorded["output"]),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_default_keep_ratio_leaves_the_search_a_choice_on_every_registered_model():
+    """2s < C in every block, so Ω (2s units) never holds every unit."""
+    from pruning.models import MODELS
+    keep_ratio = IspaspConfig().keep_ratio
+    for name in MODELS.names():
+        size = max(8, MODELS.get(name).min_image_size)
+        model = build_model(RunConfig(model=name), 3, 10, size)
+        blocks = find_blocks(model, torch.randn(2, 3, size, size))
+        assert blocks, name
+        for block in blocks:
+            s = max(1, math.floor(keep_ratio * block.channels))
+            assert 2 * s < block.channels, (name, block.layer1, block.channels)
+
+
+def test_selection_runs_in_eval_mode_and_leaves_batchnorm_statistics_alone(digits):
+    config = RunConfig(method="ispasp", width=0.5, batch_size=32,
+                       method_params={"iterations": 3, "pruning_batches": 2})
+    model = build_model(config, 1, 10, 8)
+    _randomise_bn(model)
+    model.train()
+    norms = {name: (m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked))
+             for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    recorder = MemoryRecorder()
+    ctx = RunContext(config, method_config(config), digits, torch.device("cpu"), recorder)
+    method = METHODS.get("ispasp")(config, method_config(config))
+    blocks = find_blocks(model, digits.train_x[:2])
+    method.prune(model, ctx, blocks)
+    assert model.training  # restored afterwards
+    chosen = {p["block"]: p["chosen"] for kind, _, p in recorder.traces if kind == "ispasp_units"}
+    modules = dict(model.named_modules())
+    for block in blocks:
+        for name in block.norms:  # pruned with the block: the kept channels' statistics
+            mean, var, tracked = norms.pop(name)
+            kept = torch.tensor(chosen[block.layer1])
+            assert torch.equal(modules[name].running_mean, mean[kept])
+            assert torch.equal(modules[name].running_var, var[kept])
+            assert int(modules[name].num_batches_tracked) == tracked
+    for name, (mean, var, tracked) in norms.items():  # not pruned (none left in small_cnn)
+        assert torch.equal(modules[name].running_mean, mean)
+        assert int(modules[name].num_batches_tracked) == tracked
+
+
+def test_default_run_keeps_the_best_support_and_its_residual_falls(digits):
+    """The default session (small_cnn on digits, the method's defaults): in every block the
+    recorded residual never rises and ends at the smallest proposal; the search moves in some."""
+    config = RunConfig(method="ispasp")
+    recorder = MemoryRecorder()
+    model = build_model(config, 1, 10, 8)
+    ctx = RunContext(config, method_config(config), digits, torch.device("cpu"), recorder)
+    METHODS.get("ispasp")(config, method_config(config)).run(model, ctx)
+    rows = [p for kind, _, p in recorder.traces if kind == "ispasp_residual"]
+    blocks = list(dict.fromkeys(p["block"] for p in rows))
+    assert len(blocks) == 5
+    moved = 0
+    for block in blocks:
+        mine = [p for p in rows if p["block"] == block]
+        residual = [p["residual"] for p in mine]
+        candidate = [p["candidate"] for p in mine]
+        assert len(mine) == IspaspConfig().iterations
+        assert all(b <= a for a, b in zip(residual, residual[1:])), block
+        assert residual == [min(candidate[:t + 1]) for t in range(len(candidate))], block
+        moved += residual[-1] < residual[0]
+    assert moved >= 1

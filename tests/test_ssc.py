@@ -11,6 +11,7 @@ from torch import nn
 from pruning.config import RunConfig
 from pruning.validation import validate
 from pruning.masks import prunable_parameters
+from pruning.metrics.flops import count_flops, layer_flops
 from pruning.methods import METHODS, method_config
 from pruning.methods.ssc import (FULL, POINTWISE, SSCConv2d, SscConfig, choose_periods,
                                  pattern_matrix, period_options, ssc_baseline_configs,
@@ -157,6 +158,29 @@ def test_forward_runs_grouped_convs_not_a_masked_dense_one(monkeypatch):
     # a 4-group 3x3 conv and one 1x1 conv over the same permuted channels, nothing dense 3x3
     assert calls == [((16, 4, 3, 3), 4), ((16, 16, 1, 1), 1)]
     assert layer.weight_params == 16 * 4 * 9 + 16 * 12
+
+
+def test_flops_are_the_multiply_adds_of_the_stored_weights():
+    """2 · stored weights · H' · W' for every kind of pattern, whatever the fast form
+    dispatches (the fused 1×1 part holds zeros under full kernels; uneven classes are padded)."""
+    for (c_in, c_out, k, stride), pk, pp, layout in CASES:
+        case = f"C_in={c_in} C_out={c_out} k={k} stride={stride} P_k={pk} P_p={pp} {layout}"
+        layer = SSCConv2d(c_in, c_out, k, stride, k // 2, pk, pp, layout=layout, bias=False)
+        h = (7 + 2 * (k // 2) - k) // stride + 1
+        assert count_flops(layer, (c_in, 7, 7)) == 2 * layer.weight_params * h * h, case
+    # Inside a model, the other layers keep the counter's own figures.
+    config = RunConfig(method="ssc", sparsity=0.7)
+    model = build_model(config, 1, 10, 8)
+    stem = count_flops(model.stem[0], (1, 8, 8))  # the stem is not replaced
+    to_ssc(model, 0.3, period_full=4, period_pointwise=1)
+    kinds = {layer.kind for _, layer in ssc_layers(model)}
+    assert kinds == {"mixed"}
+    total, _ = layer_flops(model, (1, 8, 8))
+    assert total == count_flops(model, (1, 8, 8))
+    sizes = {"conv2.0": 4, "conv3.0": 4, "conv4.0": 2}  # output sides of small_cnn on 8x8
+    ssc_part = sum(2 * layer.weight_params * sizes[name] ** 2 for name, layer in ssc_layers(model))
+    rest = stem + 2 * (model.fc1.weight.numel() + model.fc2.weight.numel())
+    assert total == ssc_part + rest
 
 
 def test_uneven_classes_pad_and_stay_exact():

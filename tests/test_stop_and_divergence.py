@@ -53,7 +53,7 @@ def stop_after(passes: Passes, n: int):
     ("snip", {}, 0),                       # one gradient pass per scoring: stop before it
     ("grasp", {}, 1),                      # between the gradient and the Hessian-vector product
     ("synflow", {"iterations": 100}, 7),   # inside the 100 scoring iterations
-    ("taylor", {"chunks": 4}, 2),          # between chunks
+    ("taylor", {"batches": 4}, 2),         # between mini-batches
 ])
 def test_stop_lands_inside_the_criterion_scoring(tmp_path, monkeypatch, method, params,
                                                  passes_before_stop):
@@ -118,12 +118,13 @@ DIVERGED = re.compile(r"^diverged at epoch (\d+), step (\d+): loss is (nan|inf);
 
 def test_huge_learning_rate_fails_with_the_reason(tmp_path):
     store = RunStore(tmp_path)
-    run = run_session(TINY.replace(optimizer="sgd", lr=1e6), store, measure_latency=False)
+    run = run_session(TINY.replace(optimizer="sgd", lr=10.0, momentum=0.99), store, measure_latency=False)
+    # The largest learning rate validation accepts (10) with heavy momentum: the weights or the
+    # BatchNorm statistics blow up within two epochs. (The exact step is checked below, with a
+    # poisoned loss.)
     assert run.status == "failed"
-    match = DIVERGED.match(run.error)
-    assert match, run.error  # one line, no traceback
-    epoch, step = int(match.group(1)), int(match.group(2))
-    assert epoch == 1 and 1 <= step <= 4
+    assert run.error.startswith("diverged at epoch ") and "\n" not in run.error, run.error
+    assert run.error.endswith("lower the learning rate"), run.error
 
 
 def test_divergence_names_the_step_and_keeps_the_history(tmp_path, monkeypatch):
@@ -183,10 +184,12 @@ def test_a_method_penalty_that_overflows_names_the_method_setting(tmp_path):
 
 def test_cli_exits_non_zero_with_the_reason(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PRUNING_HOME", str(tmp_path / "home"))
-    code = main(["run", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "2",
+    code = main(["run", "--optimizer", "sgd", "--lr", "10", "--momentum", "0.99", "--epochs", "2",
                  "--max-train-samples", "256", "--quiet"])
     out = capsys.readouterr().out
     assert code != 0
     assert "[failed]" in out
     error_lines = [line.strip() for line in out.splitlines() if line.strip().startswith("error:")]
-    assert len(error_lines) == 1 and DIVERGED.match(error_lines[0][len("error: "):])
+    assert len(error_lines) == 1
+    assert error_lines[0].startswith("error: diverged at epoch ")
+    assert error_lines[0].endswith("lower the learning rate")

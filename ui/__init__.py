@@ -12,4 +12,7 @@ thin by using what lives here:
 - ``ui.live``    jobs in the app: the server's job manager, starting jobs for a visitor, the live
                  panel (progress, curves, Stop) and the list of every running job.
 - ``ui.charts``  plotly figure builders from pandas frames, in one consistent style.
+- ``ui.safe_text``  user text escaped for Markdown and plotly labels (``md``, ``html``).
+- ``ui.store_health``  the store's check on every page: an unreadable runs.db can be moved
+                 aside, damaged rows and newer config fields are reported.
 """

@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ui import charts
+from ui.safe_text import html
 from ui.masks_view import LayerFilm
 
 # Kept weights dark, pruned ones pale: a sparse layer reads as a mostly empty picture.
@@ -84,7 +85,7 @@ def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
     if alignment is None:
         count = min(len(f.frames) for _, f in films)
         alignment = [tuple(i for _ in films) for i in range(count)]
-    fig = make_subplots(rows=1, cols=len(films), subplot_titles=[t for t, _ in films],
+    fig = make_subplots(rows=1, cols=len(films), subplot_titles=[html(t) for t, _ in films],
                         horizontal_spacing=0.08)
     first = alignment[0]
     for col, ((_, film), index) in enumerate(zip(films, first), start=1):
@@ -156,7 +157,8 @@ def layer_sparsity_figure(frame: pd.DataFrame) -> go.Figure:
     if frame.empty:
         return _empty_figure("no mask snapshots")
     runs = list(dict.fromkeys(frame["run"]))
-    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=runs, shared_yaxes=True,
+    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=[html(r) for r in runs],
+                        shared_yaxes=True,
                         horizontal_spacing=0.05)
     colors = charts.color_map(frame["layer"])
     for col, run in enumerate(runs, start=1):

@@ -14,6 +14,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ui.safe_text import escape_figure
+
 #: colour-blind-safe qualitative palette used for runs, schedules and methods
 PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid
 TEMPLATE = "plotly_white"
@@ -33,6 +35,7 @@ def style(fig: go.Figure, *, x_title: str | None = None, y_title: str | None = N
           x_percent: bool = False, y_percent: bool = False, title: str | None = None,
           height: int = HEIGHT, legend_title: str | None = None) -> go.Figure:
     """Apply the app's look: white template, titled axes, percent ticks, legend on top."""
+    escape_figure(fig)  # run names and other user text in traces are shown as text
     fig.update_layout(
         template=TEMPLATE, height=height,
         margin=dict(l=10, r=10, t=80 if title else 40, b=10),

@@ -17,8 +17,9 @@ import streamlit as st
 
 from pruning.config import ConfigError, RunConfig
 from pruning.results import METRICS, Metric, time_breakdown_text
-from pruning.store import Run, RunStore, home_dir
-from ui import jobs, live, state
+from pruning.store import Run, RunStore, StoreUnreadableError, home_dir
+from ui import jobs, live, state, store_health
+from ui.safe_text import md
 
 APP_TITLE = "Pruning Explorer"
 
@@ -33,6 +34,7 @@ def page_setup(title: str, intro: str | None = None, *, icon: str = "✂️") ->
     if intro:
         st.markdown(intro)
     _sidebar()
+    store_health.guard(store())  # an unreadable store: one error and a way out, not a traceback
 
 
 def _sidebar() -> None:
@@ -66,8 +68,10 @@ def user_errors(prefix: str = "") -> Iterator[None]:
     """Turn ConfigError (bad input, unknown run …) into ``st.error`` with the library's message."""
     try:
         yield
-    except ConfigError as exc:
-        st.error(f"{prefix}{exc}")
+    except StoreUnreadableError as exc:
+        store_health.offer_fresh_store(store(), exc)
+    except ConfigError as exc:  # messages echo user input (names, URL values): shown as text
+        st.error(md(f"{prefix}{exc}"))
 
 
 def caption(text: str) -> None:
@@ -281,12 +285,18 @@ def run_report(run: Run, *, key: str, store_: RunStore | None = None,
     store_ = store_ or store()
     s = run.summary
     if run.status == "failed":
-        st.error(f"This run failed: {(run.error or 'no reason recorded').splitlines()[0]}")
+        st.error(md(f"This run failed: {(run.error or 'no reason recorded').splitlines()[0]}"))
     elif run.status == "stopped":
         st.warning(f"This run was stopped after {s.get('epochs_done', 0)} epoch(s); "
                    "its history up to then is kept.")
     elif run.status == "running":
         st.info("This run is still training; its history so far is shown.")
+    missing = store_.missing_files(run.id, run.status)
+    if missing:
+        st.warning(md(f"Run {run.id}'s files are incomplete: {', '.join(missing[:5])}"
+                      f"{' …' if len(missing) > 5 else ''} missing in {store_.run_dir(run.id)}. "
+                      f"Its history and summary below are intact; what needs those files "
+                      f"(mask pictures, export) cannot be made for it."))
     metric_tiles(s, "detail")
     if s.get("latency_device"):
         caption(f"Latency: median over batches of {s.get('latency_batch_size', '–')} on "

@@ -43,6 +43,7 @@ from typing import Any, Callable, Mapping, Sequence
 from pruning.config import ConfigError, RunConfig
 from pruning.store import RunStore
 from pruning.training import Event
+from ui.safe_text import md
 
 #: finished jobs kept for their sessions to read back (oldest dropped first)
 KEEP_FINISHED = 64

@@ -21,6 +21,7 @@ import streamlit as st
 from pruning.config import ConfigError, RunConfig
 from pruning.store import RunStore
 from ui.jobs import Job, JobLimits, JobManager, JobProgress, check_config
+from ui.safe_text import md
 
 #: how often the live panel and the running-jobs list refresh while a job runs (seconds)
 REFRESH_S = 1.0
@@ -115,13 +116,13 @@ def _final_message(p: JobProgress) -> None:
     if p.status == "done" and not p.error:
         st.success(f"{what} finished in {p.elapsed_s:.0f} s.")
     elif p.status == "done":
-        st.warning(f"{what} finished in {p.elapsed_s:.0f} s; {p.message}. First error: {p.error}")
+        st.warning(md(f"{what} finished in {p.elapsed_s:.0f} s; {p.message}. First error: {p.error}"))
     elif p.status == "stopped":
         reason = p.stop_reason or "stopped"
         st.warning(f"{what} {reason[0].lower()}{reason[1:]} after {p.elapsed_s:.0f} s; what it "
                    "trained so far is kept (status “stopped”).")
     else:
-        st.error(f"{what} failed: {p.error or 'see the Runs page for details'}")
+        st.error(md(f"{what} failed: {p.error or 'see the Runs page for details'}"))
 
 
 def live_panel(job_id: str | None, *, key: str, show_curves: bool = True,

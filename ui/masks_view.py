@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from pruning.masks import Mask
-from pruning.store import Run, RunStore
+from pruning.store import Run, RunFilesError, RunStore
 
 #: Largest heatmap side, in cells; larger masks are block-averaged down to this.
 MAX_SIDE = 128
@@ -133,10 +133,24 @@ class Snapshot:
 
 
 def load_snapshots(store: RunStore, run_id: str) -> list[Snapshot]:
-    """Every stored mask snapshot of a run, in step order (empty when the run kept none)."""
-    return [Snapshot(int(s["step"]), float(s["epoch"]), float(s["sparsity"]),
-                     store.load_snapshot(run_id, s["step"]))
-            for s in store.snapshots(run_id)]
+    """Every stored mask snapshot of a run, in step order (empty when the run kept none).
+
+    Raises RunFilesError naming the run and every snapshot file that is missing or corrupt."""
+    rows, snapshots, bad = store.snapshots(run_id), [], []
+    for s in rows:
+        try:
+            mask = store.load_snapshot(run_id, s["step"])
+        except RunFilesError:
+            bad.append(store.snapshot_path(run_id, s["step"]))
+            continue
+        snapshots.append(Snapshot(int(s["step"]), float(s["epoch"]), float(s["sparsity"]), mask))
+    if bad:
+        names = ", ".join(p.name for p in bad[:4]) + (", …" if len(bad) > 4 else "")
+        raise RunFilesError(
+            f"run {run_id} is missing {len(bad)} of its {len(rows)} mask snapshot files, or they "
+            f"are corrupt ({names} in {bad[0].parent}); its masks cannot be drawn: choose another "
+            f"run, or run this session again")
+    return snapshots
 
 
 @dataclass(frozen=True)

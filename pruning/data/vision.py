@@ -9,15 +9,22 @@ Datasets: MNIST (LeCun et al. 1998), Fashion-MNIST (Xiao, Rasul & Vollgraf 2017)
 CIFAR-100 (Krizhevsky 2009). Images are standardised per channel with each training set's
 published mean/std.
 
-CIFAR and checksums: torchvision's CIFAR readers compare the md5 of every batch file on each load.
-We read through a subclass whose per-file checksums are None, which torchvision's own
-``check_integrity`` treats as "the file exists". Why: hashing ~180 MB adds about a second to every
-run, and files written by other tools (or the tests' tiny files in the real pickle format) never
-match the published sums. Downloads stay verified: torchvision checks the archive's md5, which the
-subclass leaves in place. A missing folder is still reported, by our own existence check.
+Checksums. Every file whose md5 torchvision publishes is verified before it is read: CIFAR's
+batch and meta files (pickles: a tampered one would run code when unpickled, so a mismatch is
+refused before any unpickling) and MNIST/Fashion-MNIST's .gz archives when they are present
+(torchvision publishes no sums for the unpacked idx files, which are read as plain bytes). A
+mismatch raises DatasetChecksumError naming the file and the fix. Hashing CIFAR's ~180 MB takes
+about 0.2 s, so a file's verification is remembered in ``.pruning-verified.json`` beside it,
+keyed on its size, inode and modification and change times (any rewrite changes the change
+time) and re-done when any of them differs. torchvision's own per-load check is switched off
+(None sums in a reader subclass) since ours replaces it; downloads stay verified by torchvision
+(archive md5).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import pickle
 from pathlib import Path
 
@@ -25,6 +32,14 @@ import torch
 
 from pruning.config import ConfigError
 from pruning.data.base import DATASETS, DatasetMissingError, normalise
+
+#: where a folder's verified files are remembered (see the module docstring)
+VERIFIED_FILE = ".pruning-verified.json"
+
+
+class DatasetChecksumError(ConfigError):
+    """A dataset file does not match the checksum torchvision publishes for it."""
+
 
 # Errors torchvision's readers raise on truncated or foreign files.
 _READ_ERRORS = (OSError, RuntimeError, ValueError, TypeError, KeyError, EOFError,
@@ -68,6 +83,7 @@ class TorchvisionDataset:
             raise DatasetMissingError(
                 f"dataset {cls.name} not found: {folder} has no {missing[0]}; rerun with "
                 f"--download to fetch it there, or set PRUNING_DATA to where the files are")
+        cls.verify(folder)
         try:
             train, test = reader(str(root), train=True), reader(str(root), train=False)
             splits = [(cls.images(d), torch.as_tensor(d.targets, dtype=torch.int64))
@@ -78,6 +94,54 @@ class TorchvisionDataset:
         (train_x, train_y), (test_x, test_y) = splits
         return (normalise(train_x, cls.mean, cls.std), train_y,
                 normalise(test_x, cls.mean, cls.std), test_y)
+
+
+    @classmethod
+    def checksums(cls) -> dict[str, str]:
+        """{file name in ``folder``: md5} as torchvision publishes them (see subclasses)."""
+        return {}
+
+    @classmethod
+    def verify(cls, folder: Path) -> None:
+        """Check every present file that has a published md5; DatasetChecksumError if one
+        differs. Files verified before and unchanged since are not hashed again."""
+        record_path = folder / VERIFIED_FILE
+        try:
+            record = json.loads(record_path.read_text())
+            record = record if isinstance(record, dict) else {}
+        except (OSError, ValueError):
+            record = {}
+        changed = False
+        for name, md5 in cls.checksums().items():
+            path = folder / name
+            if not path.is_file():
+                continue  # an optional archive; required files were checked for by load
+            info = path.stat()
+            stamp = [info.st_size, info.st_ino, info.st_mtime_ns, info.st_ctime_ns, md5]
+            if record.get(name) == stamp:
+                continue
+            if _md5(path) != md5:
+                raise DatasetChecksumError(
+                    f"{cls.name} file {path} does not match torchvision's published checksum "
+                    f"(md5 {md5}): it is damaged or not the original, and is not read; delete "
+                    f"{folder} and rerun with --download")
+            record[name] = stamp
+            changed = True
+        if changed:
+            partial = record_path.with_name(record_path.name + ".partial")
+            try:  # a read-only data folder just means hashing again next time
+                partial.write_text(json.dumps(record))
+                os.replace(partial, record_path)
+            except OSError:
+                partial.unlink(missing_ok=True)
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -98,6 +162,11 @@ class _IdxDataset(TorchvisionDataset):
     def files(cls) -> list[str]:
         # torchvision lists the .gz archives; it reads the unpacked files next to them.
         return [name.removesuffix(".gz") for name, _ in cls.reader().resources]
+
+    @classmethod
+    def checksums(cls) -> dict[str, str]:
+        # the .gz archives torchvision downloads (kept beside the unpacked files)
+        return {name: md5 for name, md5 in cls.reader().resources}
 
     @classmethod
     def images(cls, dataset) -> torch.Tensor:
@@ -126,7 +195,8 @@ class FashionMNIST(_IdxDataset):
 
 
 class _PickledBatches(TorchvisionDataset):
-    """CIFAR-format files: pickled batches read by a checksum-free subclass (see module doc)."""
+    """CIFAR-format files: pickled batches, verified by ``verify`` before torchvision's reader
+    (a subclass without its own per-load check) unpickles them (see module doc)."""
     in_channels = 3
     image_size = 32
 
@@ -144,6 +214,11 @@ class _PickledBatches(TorchvisionDataset):
     def files(cls) -> list[str]:
         reader = cls.reader()
         return [name for name, _ in reader.train_list + reader.test_list] + [reader.meta["filename"]]
+
+    @classmethod
+    def checksums(cls) -> dict[str, str]:
+        base = cls.torchvision_class()
+        return {**dict(base.train_list + base.test_list), base.meta["filename"]: base.meta["md5"]}
 
     @classmethod
     def images(cls, dataset) -> torch.Tensor:

@@ -25,9 +25,9 @@ Criteria (each cites its paper in its registered description, which the app show
   conserving synaptic flow" (arXiv 2006.05467): |w ⊙ ∂R/∂w| with R = 1ᵀ(∏_l |W_l|)1, evaluated
   on an all-ones input with every weight and buffer replaced by its absolute value, in eval mode,
   iterated: at step k of n the kept fraction is ρ^(−k/n) (ρ = compression ratio).
-- ``taylor`` first-order |w ⊙ g| accumulated over a few batches — Molchanov et al. 2017,
-  "Pruning Convolutional Neural Networks for Resource Efficient Inference" (arXiv 1611.06440),
-  and 2019, "Importance Estimation for Neural Network Pruning" (arXiv 1906.10771).
+- ``taylor`` — Molchanov et al. 2019, "Importance Estimation for Neural Network Pruning" (arXiv
+  1906.10771), first-order form from their 2017 paper (arXiv 1611.06440): Σ_b (g_b ⊙ w)² summed
+  over a few training mini-batches b, each with its own gradient g_b.
 
 Scoring never modifies the model. Magnitude and random only read the weights. The gradient-based
 criteria run on a deep copy of the model with the current mask applied (so they score the
@@ -134,12 +134,14 @@ class SynflowConfig:
 
 @dataclass(frozen=True)
 class TaylorConfig:
-    chunks: int = setting(4, help="the batch is split into this many chunks; |w ⊙ g| is "
-                          "averaged over them", bounds=Bounds(1, 1000))
+    # Training mini-batches whose (g ⊙ w)² are summed (Molchanov et al. 2019 accumulate over
+    # the mini-batches between pruning steps); the scheduled pruner hands over the last ones.
+    batches: int = setting(4, help="training mini-batches whose (g·w)² are summed",
+                           bounds=Bounds(1, 1000))
 
     def __post_init__(self):
-        if self.chunks < 1:
-            raise ValueError(f"chunks must be at least 1, got {self.chunks}")
+        if self.batches < 1:
+            raise ValueError(f"batches must be at least 1, got {self.batches}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,25 +314,29 @@ def synflow(request: ScoreRequest) -> dict[str, torch.Tensor]:
 
 
 @_register("taylor", expensive=True, config=TaylorConfig, description=(
-    "First-order Taylor importance (Molchanov et al. 2017, \"Pruning Convolutional Neural "
-    "Networks for Resource Efficient Inference\", arXiv 1611.06440; 2019, \"Importance "
-    "Estimation for Neural Network Pruning\", arXiv 1906.10771): the estimated change of the "
-    "loss when a weight is removed, |w ⊙ g|, accumulated over a few batches (here the batch is "
-    "split into chunks and |w ⊙ g| averaged over them). Unlike SNIP the absolute value is taken "
-    "per chunk, so weights whose gradient changes sign between batches still count. The 2019 "
-    "paper squares (w·g); the ranking of single weights per chunk is the same."))
+    "First-order Taylor importance in the form of Molchanov et al. 2019 (\"Importance "
+    "Estimation for Neural Network Pruning\", arXiv 1906.10771; first-order criterion from their "
+    "2017 paper, arXiv 1611.06440): the squared estimate of the loss change when a weight is "
+    "removed, (g·w)², with g the gradient of one training mini-batch's loss, summed over the "
+    "last few mini-batches (batches, default 4: the step's own and the ones before it; at the "
+    "start, the first ones of the epoch). Squaring per mini-batch means that weights whose "
+    "gradient changes sign between batches still count, unlike SNIP's single |g·w|."))
 def taylor(request: ScoreRequest) -> dict[str, torch.Tensor]:
+    """Σ_b (g_b ⊙ w)² over the mini-batches b stacked in ``request.batch``.
+
+    The batch holds ``config.batches`` mini-batches concatenated (fewer when it has fewer
+    samples); each gives its own gradient g_b of the mean loss over that mini-batch.
+    """
     config: TaylorConfig = request.config
     x, y = _require_batch(request, "taylor")
     names = list(request.params)
     weights = [request.params[n] for n in names]
     totals = [torch.zeros_like(w) for w in weights]
-    chunks = list(zip(torch.chunk(x, config.chunks), torch.chunk(y, config.chunks)))
-    for xc, yc in chunks:
+    for xb, yb in zip(torch.chunk(x, config.batches), torch.chunk(y, config.batches)):
         request.check_stop()
-        for total, g, w in zip(totals, _grad(_task_loss(request.model, xc, yc), weights), weights):
-            total += (g * w).detach().abs()
-    return {n: t / len(chunks) for n, t in zip(names, totals)}
+        for total, g, w in zip(totals, _grad(_task_loss(request.model, xb, yb), weights), weights):
+            total += (g * w).detach().pow(2)
+    return dict(zip(names, totals))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +388,11 @@ class Pruner:
     @property
     def expensive(self) -> bool:
         return self.criterion.expensive
+
+    @property
+    def batches(self) -> int:
+        """Training mini-batches the criterion wants stacked into its batch (Taylor: several)."""
+        return int(getattr(self.criterion_config, "batches", 1))
 
     def __repr__(self) -> str:
         extra = f" {self.nm[0]}:{self.nm[1]}" if self.granularity == "nm" else ""

@@ -16,28 +16,36 @@ with C hidden units/channels; i-SpaSP keeps s = floor(keep_ratio · C) of them, 
 3. the block keeps the dense weights restricted to S (layer1's rows and everything channel-wise
    after it, layer2's columns); there is no least-squares refit, as in the authors' code.
 
-Note: with keep_ratio ≥ 0.5, Ω (2s units) already holds every unit, so step 2 keeps the s units
-with the largest summed activation after one iteration; the residual-driven search matters for
-smaller keep ratios (the authors prune MobileNetV2 blocks to 0.3).
+The default keep_ratio is 0.3, the authors' MobileNetV2 setting: with keep_ratio ≥ 0.5, Ω
+(2s units) would already hold every unit and step 2 would reduce to "the s units with the
+largest summed activation", so the residual could not change after the first iteration.
+Because each iteration's support is thresholded by m_c rather than by its residual, L(S_t) can
+rise; the block keeps the best support found so far (the residual recorded per iteration is
+that support's, so it never rises). On trained networks the search typically settles within a
+few iterations: blocks where the first support is already the fixed point show a flat line.
+
+Selection runs with the whole network in eval mode: layer2's BatchNorm normalises Y with its
+running statistics (as the pruned network will at test time) and no running statistic moves.
 
 Blocks are pruned greedily from input to output, each one's H computed by the already-pruned
 network, with an optional brief fine-tune after each block and a final fine-tune.
 
-Which blocks. The model is traced with ``torch.fx``; a block is a pair of weight layers
-(``Linear`` or a ``Conv2d`` with groups = 1) joined only by channel-wise operations, each of
-whose outputs is used once: BatchNorm, element-wise activations, pooling, dropout, depthwise
-convolutions (with their BatchNorm) and a flatten into a ``Linear``. H is the input of layer2
-and Y is layer2's output (after its BatchNorm, if one follows). This gives exactly the blocks
-of METHODS.md §4: the hidden layers of an MLP, consecutive conv pairs of VGG/small_cnn/LeNet
-(conv-BN-ReLU-(pool)-conv-BN, and the last conv into the classifier), the internal channels of
-ResNet basic blocks (conv1's output feeds only conv2, while every conv2 output meets a residual
-sum and is left alone, so residual widths stay intact) and the expanded channels of MobileNetV2
-inverted residuals (expand 1x1 → BN → ReLU6 → depthwise → BN → ReLU6 → project 1x1, with H at
-the depthwise output; the stem feeding the first, non-expanding block's depthwise conv is such a
-chain too).
+Which blocks. A block is a pair of dense weight layers (``Linear`` or a ``Conv2d`` with
+groups = 1) coupled only through channel-wise operations, read off Torch-Pruning's dependency
+graph (Fang et al., "DepGraph", CVPR 2023, arXiv 2301.12900, as ``pruning/physical.py`` uses
+it): the group of everything tied to layer1's output channels may hold BatchNorms, depthwise
+convolutions, element-wise operations (at least one: the activation) and flattens, no other
+producer of the channels and exactly one layer reading them, layer2. H is layer2's input and Y
+its output (after its BatchNorm, if one follows). This gives the blocks of METHODS.md §4: the
+hidden layers of an MLP, consecutive conv pairs of VGG/small_cnn/LeNet (and the last conv into
+the classifier), the internal channels of ResNet basic blocks (every conv2 output meets a
+residual sum, so its group has other producers and residual widths stay intact) and the
+expanded channels of MobileNetV2 inverted residuals (H at the depthwise output); a linear
+bottleneck (conv-BN-conv, no activation) is not a hidden layer.
 
-Channels are removed physically (the modules' weights are sliced in place), so parameters,
-FLOPs and latency really drop; the run's mask is therefore None.
+Channels are removed physically by pruning that dependency group (the modules' weights,
+BatchNorm statistics and depthwise kernels are cut together), so parameters, FLOPs and latency
+really drop; the run's mask is therefore None.
 """
 from __future__ import annotations
 
@@ -48,8 +56,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
+import torch_pruning as tp
+from torch import nn
 
 from pruning.config import Bounds, ConfigError, setting
 from pruning.methods.base import METHODS, Method, MethodResult
@@ -65,27 +73,15 @@ DESCRIPTION = (
     "on a few batches it measures the residual ½‖Y_dense − Y_S‖² between the block's dense "
     "output and its output from the kept set S, takes the 2s units whose hidden activations the "
     "residual's gradient points to most, merges them with S and keeps the s with the largest "
-    "summed activation (s = keep_ratio × units). The kept channels are cut out physically "
+    "summed activation (s = keep_ratio × units, default 0.3, so that the 2s candidates leave "
+    "units out and the search has a choice). Each iteration's proposal can be worse than an "
+    "earlier one; the block keeps the best found, so the residual curve never rises and "
+    "flattens once the search settles. Selection runs in eval mode (BatchNorm uses, and keeps, "
+    "its running statistics). The kept channels are cut out physically "
     "(MLP hidden layers, conv pairs, ResNet block internals, MobileNetV2 expanded channels), so "
     "parameters and FLOPs really drop; the rest of the epochs fine-tune the smaller network."
 )
 
-# Modules and functions that act on each channel separately, so a hidden channel passes through
-# them unchanged in meaning (BatchNorm and depthwise convs are channel-wise too, but have
-# per-channel weights and are handled separately). A block needs at least one activation: the
-# formula is H = act(BN(layer1(X))), and a linear bottleneck (conv-BN-conv, as between two
-# MobileNetV2 blocks) is not a hidden layer.
-_ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish,
-                       nn.Hardtanh, nn.Sigmoid, nn.Tanh)
-_PASS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.MaxPool2d, nn.AvgPool2d,
-                 nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-_ACTIVATION_FUNCTIONS = {torch.relu, torch.relu_, F.relu, F.relu6, F.leaky_relu, F.elu, F.gelu,
-                         F.silu, F.hardswish, F.hardtanh, torch.sigmoid, torch.tanh}
-_PASS_FUNCTIONS = {F.dropout, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
-                   F.adaptive_max_pool2d}
-_ACTIVATION_METHODS = {"relu", "relu_", "sigmoid", "tanh"}
-_PASS_METHODS = {"contiguous"}
-_FLATTEN_METHODS = {"flatten", "view", "reshape"}
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 # Hidden batches are merged up to this many elements (64 MiB of float32) for the iterations.
 MERGE_ELEMENTS = 1 << 24
@@ -93,7 +89,7 @@ MERGE_ELEMENTS = 1 << 24
 
 @dataclass(frozen=True)
 class IspaspConfig:
-    keep_ratio: float = 0.5            # s = floor(keep_ratio · C) units kept per block
+    keep_ratio: float = 0.3            # s = floor(keep_ratio · C) units kept per block (2s < C)
     iterations: int = setting(20, help="T, i-SpaSP iterations per block",  # bounded: work
                               bounds=Bounds(1, 1000))
     pruning_batches: int = setting(5, help="batches (of the run's batch size) in the pruning "
@@ -105,7 +101,7 @@ class IspaspConfig:
 
     def __post_init__(self):
         if not 0.0 < self.keep_ratio <= 1.0:
-            raise ValueError(f"keep_ratio must be in (0, 1], got {self.keep_ratio}; e.g. 0.5")
+            raise ValueError(f"keep_ratio must be in (0, 1], got {self.keep_ratio}; e.g. 0.3")
         if self.iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {self.iterations}; e.g. 20")
         if self.pruning_batches < 1:
@@ -144,7 +140,7 @@ def _is_weight_layer(module: nn.Module) -> bool:
 
 
 def _is_depthwise(module: nn.Module) -> bool:
-    return (type(module) is nn.Conv2d and module.groups > 1
+    return (isinstance(module, nn.Conv2d) and module.groups > 1
             and module.groups == module.in_channels == module.out_channels)
 
 
@@ -152,107 +148,92 @@ def _channel_count(module: nn.Module) -> int:
     return module.out_features if isinstance(module, nn.Linear) else module.out_channels
 
 
-def _shape(node: fx.Node) -> tuple[int, ...] | None:
-    meta = node.meta.get("tensor_meta")
-    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+def _prune_out_fn(module: nn.Module):
+    return tp.prune_linear_out_channels if isinstance(module, nn.Linear) else tp.prune_conv_out_channels
+
+
+def dependency_graph(model: nn.Module, example: torch.Tensor,
+                     order: list[nn.Module] | None = None) -> tp.DependencyGraph:
+    """Torch-Pruning's dependency graph of ``model`` (traced in eval mode, so that BatchNorm
+    running statistics stay untouched). ``order``, when given, receives the weight layers in the
+    order the forward pass calls them.
+
+    Raises ConfigError when the model cannot be traced.
+    """
+    handles = []
+    if order is not None:
+        def called(module, args):
+            if module not in order:
+                order.append(module)
+        handles = [m.register_forward_pre_hook(called) for m in model.modules()
+                   if _is_weight_layer(m)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():  # the graph is read from autograd's grad_fn chain
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    except Exception as exc:  # tracing arbitrary Python raises many types
+        raise ConfigError(f"i-SpaSP cannot trace {type(model).__name__} ({exc}); choose another "
+                          f"model or method") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
 
 
 def find_blocks(model: nn.Module, example: torch.Tensor) -> list[Block]:
     """The model's i-SpaSP blocks in data-flow order; ``example`` is one input batch.
 
-    Raises ConfigError when the model cannot be traced by torch.fx.
+    A block is read off Torch-Pruning's dependency graph: the group of everything coupled to
+    layer1's output channels must hold no other producer of those channels than layer1 (a
+    residual sum or concatenation would add one), exactly one dense layer reading them (layer2,
+    whose input columns go with them), and otherwise only channel-wise modules (BatchNorms and
+    depthwise convs, pruned with them) and element-wise operations, at least one of them (the
+    activation; a linear bottleneck conv-BN-conv is not a hidden layer).
+
+    Raises ConfigError when the model cannot be traced.
     """
-    try:
-        graph_module = fx.symbolic_trace(model)
-    except Exception as exc:  # fx raises many types for untraceable Python
-        raise ConfigError(f"i-SpaSP cannot trace {type(model).__name__} with torch.fx ({exc}); "
-                          f"choose another model or method") from None
-    was_training = model.training
-    model.eval()  # ShapeProp runs the model: keep BatchNorm running stats untouched
-    try:
-        with torch.no_grad():
-            ShapeProp(graph_module).propagate(example)
-    finally:
-        model.train(was_training)
-    modules = dict(model.named_modules())
-    order = {node: i for i, node in enumerate(graph_module.graph.nodes)}
-    found = []  # (graph position of layer1, block)
-    for node in graph_module.graph.nodes:
-        if node.op == "call_module" and _is_weight_layer(modules[node.target]):
-            hit = _block_ending_at(node, modules)
-            if hit is not None:
-                found.append((order[hit[1]], hit[0]))
-    # Data-flow order: the graph order of the nodes that produce the hidden channels.
-    return [block for _, block in sorted(found, key=lambda item: item[0])]
+    order: list[nn.Module] = []
+    graph = dependency_graph(model, example, order)
+    names = {module: name for name, module in model.named_modules()}
+    blocks = [block for layer1 in order if (block := _block_from(graph, names, layer1))]
+    return blocks
 
 
-def _block_ending_at(layer2_node: fx.Node, modules: dict[str, nn.Module]
-                     ) -> tuple[Block, fx.Node] | None:
-    """Walk back from layer2's input through single-use channel-wise nodes to a weight layer;
-    returns the block and layer1's node, or None when layer2's input is not such a chain."""
-    if not layer2_node.args or not isinstance(layer2_node.args[0], fx.Node):
-        return None
-    norms, depthwise = [], []
-    positions, activated = 1, False
-    node = layer2_node.args[0]
-    while True:
-        if len(node.users) != 1:
-            return None  # H (or a step towards it) is read elsewhere, e.g. by a residual sum
-        module = modules[node.target] if node.op == "call_module" else None
-        if module is not None and _is_weight_layer(module):
-            break
-        if module is not None and isinstance(module, _NORMS):
-            norms.append(node.target)
-        elif module is not None and _is_depthwise(module):
-            depthwise.append(node.target)
-        elif (isinstance(module, _ACTIVATION_MODULES)
-              or node.op == "call_function" and node.target in _ACTIVATION_FUNCTIONS
-              or node.op == "call_method" and node.target in _ACTIVATION_METHODS):
+def _block_from(graph: tp.DependencyGraph, names: dict[nn.Module, str],
+                layer1: nn.Module) -> Block | None:
+    """The block whose hidden channels ``layer1`` produces, or None when it has none."""
+    group = graph.get_pruning_group(layer1, _prune_out_fn(layer1), idxs=[0])
+    producers, readers, norms, depthwise, activated = [], [], [], [], False
+    for item in group:
+        module, handler = item.dep.target.module, item.dep.handler
+        out = graph.is_out_channel_pruning_fn(handler)
+        if isinstance(module, tp.ops._ElementWiseOp):
             activated = True
-        elif (isinstance(module, nn.Flatten)
-              or node.op == "call_function" and node.target is torch.flatten
-              or node.op == "call_method" and node.target in _FLATTEN_METHODS):
-            positions = _flatten_positions(node)
-            if positions is None:
-                return None
-        elif not (isinstance(module, _PASS_MODULES)
-                  or node.op == "call_function" and node.target in _PASS_FUNCTIONS
-                  or node.op == "call_method" and node.target in _PASS_METHODS):
+        elif isinstance(module, _NORMS):
+            norms.append(module)
+        elif _is_depthwise(module):
+            if out and module not in depthwise:
+                depthwise.append(module)
+        elif isinstance(module, (nn.Linear, nn.Conv2d)):
+            (producers if out else readers).append(item)
+        elif not isinstance(module, tp.ops._ReshapeOp):
+            # a concatenation, split, the model's output or another kind of layer holds these
+            # channels too: not a plain hidden layer
             return None
-        if not node.args or not isinstance(node.args[0], fx.Node):
-            return None
-        node = node.args[0]
-    if not activated:
+    if not activated or [i.dep.target.module for i in producers] != [layer1] or len(readers) != 1:
         return None
-    layer1 = modules[node.target]
-    channels = _channel_count(layer1)
-    for name in norms:
-        if modules[name].num_features != channels:
-            return None
-    for name in depthwise:
-        if modules[name].in_channels != channels:
-            return None
-    layer2 = modules[layer2_node.target]
-    in_features = layer2.in_features if isinstance(layer2, nn.Linear) else layer2.in_channels
-    if in_features != channels * positions:
+    layer2 = readers[0].dep.target.module
+    if not _is_weight_layer(layer2) or any(names.get(m) is None for m in norms + depthwise):
         return None
+    positions = len(readers[0].idxs)  # features per channel after a flatten (else 1)
+    node = graph.module2node[layer2]
     norm2 = None
-    users = list(layer2_node.users)
-    if len(users) == 1 and users[0].op == "call_module" and isinstance(modules[users[0].target],
-                                                                          _NORMS):
-        norm2 = users[0].target
-    return Block(node.target, tuple(reversed(norms)), tuple(reversed(depthwise)),
-                 layer2_node.target, norm2, channels, positions), node
-
-
-def _flatten_positions(node: fx.Node) -> int | None:
-    """Features per channel of a flatten (N, C, h, w) -> (N, C·h·w); None if it is not one."""
-    before, after = _shape(node.args[0]), _shape(node)
-    if before is None or after is None or len(after) != 2 or len(before) < 2:
-        return None
-    if after[0] != before[0] or after[1] != math.prod(before[1:]):
-        return None
-    return math.prod(before[2:])
+    if len(node.outputs) == 1 and isinstance(node.outputs[0].module, _NORMS):
+        norm2 = names.get(node.outputs[0].module)
+    return Block(names[layer1], tuple(dict.fromkeys(names[m] for m in norms)),
+                 tuple(names[m] for m in depthwise), names[layer2], norm2,
+                 _channel_count(layer1), positions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,9 +242,10 @@ def _flatten_positions(node: fx.Node) -> int | None:
 
 @dataclass
 class BlockResult:
-    kept: list[int]           # the chosen units, ascending
-    residuals: list[float]    # L after each iteration (S of that iteration)
+    kept: list[int]           # the chosen units (the best support found), ascending
+    residuals: list[float]    # L of the best support found up to each iteration
     dense_norm: float         # ‖Y_dense‖, for the relative residual
+    candidates: list[float]   # L of each iteration's own support (may rise and fall)
 
 
 class _Captured(Exception):
@@ -321,8 +303,14 @@ def ispasp_select(hidden: list[torch.Tensor], output_fn, channels: int, keep: in
     """Run the i-SpaSP iterations on precomputed dense hidden batches.
 
     ``hidden``: batches of H, each (N, C, ...) or (N, C·P); ``output_fn(H) -> Y`` the block's
-    second half (layer2 and its BatchNorm, eval mode). Returns the kept units and the residual
-    L = ½‖Y_dense − Y_S‖² (summed over the pruning set) after every iteration.
+    second half (layer2 and its BatchNorm, which the caller puts in eval mode so that Y is
+    measured with the running statistics and leaves them untouched).
+
+    Each iteration proposes a support S_t (steps a-d of METHODS.md §4); like CoSaMP's proposals,
+    S_t is chosen by the summed activations m_c among the candidates, not by its residual, so
+    L(S_t) can rise from one iteration to the next. The block keeps the best support found so
+    far: ``residuals[t]`` = min over iterations ≤ t of L(S_t), which never increases, and
+    ``candidates[t]`` = L(S_t) itself. The search continues from S_t either way.
     """
     device = hidden[0].device
     m = sum(_per_channel(h, channels) for h in hidden)  # (C,) summed dense activations
@@ -336,6 +324,8 @@ def ispasp_select(hidden: list[torch.Tensor], output_fn, channels: int, keep: in
     selected = torch.zeros(channels, dtype=torch.bool, device=device)
     omega_size = min(2 * keep, channels)
     residuals: list[float] = []
+    candidates_l: list[float] = []
+    best, best_loss = selected, math.inf
     dense_sq = 0.0
     for t in range(iterations + 1):
         if should_stop is not None:
@@ -346,18 +336,21 @@ def ispasp_select(hidden: list[torch.Tensor], output_fn, channels: int, keep: in
         if t == 0:
             dense_sq = 2.0 * loss  # S = ∅: Y_S = 0, so L = ½‖Y_dense‖²
         else:
-            residuals.append(loss)
+            candidates_l.append(loss)
+            if loss < best_loss:  # the best support so far is what the block keeps
+                best, best_loss = selected, loss
+            residuals.append(best_loss)
         if not want_grad:
             break
         omega = torch.argsort(importance, descending=True, stable=True)[:omega_size]
         merged = selected.clone()
         merged[omega] = True
         candidates = merged.nonzero().flatten()  # ascending
-        best = torch.argsort(m[candidates], descending=True, stable=True)[:keep]
+        top = torch.argsort(m[candidates], descending=True, stable=True)[:keep]
         selected = torch.zeros_like(selected)
-        selected[candidates[best]] = True
-    kept = selected.nonzero().flatten().tolist()
-    return BlockResult(kept, residuals, math.sqrt(max(dense_sq, 0.0)))
+        selected[candidates[top]] = True
+    kept = best.nonzero().flatten().tolist()
+    return BlockResult(kept, residuals, math.sqrt(max(dense_sq, 0.0)), candidates_l)
 
 
 def _residual_and_importance(dense, output_fn, channels, selected, want_grad):
@@ -387,50 +380,21 @@ def _residual_and_importance(dense, output_fn, channels, selected, want_grad):
 # Physical surgery
 
 
-def _slice_param(module: nn.Module, name: str, index: torch.Tensor, dim: int) -> None:
-    old = getattr(module, name)
-    if old is None:
-        return
-    new = old.detach().index_select(dim, index).clone()
-    if isinstance(old, nn.Parameter):
-        setattr(module, name, nn.Parameter(new, requires_grad=old.requires_grad))
-    else:
-        setattr(module, name, new)
+def prune_block(model: nn.Module, block: Block, kept: list[int],
+                graph: tp.DependencyGraph) -> None:
+    """Keep only the ``kept`` hidden channels of ``block``, in place.
 
-
-@torch.no_grad()
-def prune_block(model: nn.Module, block: Block, kept: list[int]) -> None:
-    """Keep only the ``kept`` hidden channels of ``block`` (``model``'s modules sliced in place)."""
+    ``graph`` is ``dependency_graph(model, ...)``; it stays valid across successive blocks.
+    Torch-Pruning removes the other channels from layer1's rows, everything channel-wise after
+    it (BatchNorms with their running statistics, depthwise convs) and layer2's input columns
+    (all positions of a channel after a flatten); the kept ones keep their order.
+    """
     modules = dict(model.named_modules())
     layer1 = modules[block.layer1]
-    device = layer1.weight.device
-    index = torch.tensor(sorted(kept), dtype=torch.long, device=device)
-    s = index.numel()
-    _slice_param(layer1, "weight", index, 0)
-    _slice_param(layer1, "bias", index, 0)
-    if isinstance(layer1, nn.Linear):
-        layer1.out_features = s
-    else:
-        layer1.out_channels = s
-    for name in block.norms:
-        norm = modules[name]
-        for attr in ("weight", "bias", "running_mean", "running_var"):
-            _slice_param(norm, attr, index, 0)
-        norm.num_features = s
-    for name in block.depthwise:
-        conv = modules[name]
-        _slice_param(conv, "weight", index, 0)  # (C, 1, k, k): one kernel per channel
-        _slice_param(conv, "bias", index, 0)
-        conv.in_channels = conv.out_channels = conv.groups = s
-    layer2 = modules[block.layer2]
-    # After a flatten, channel c owns features c·P .. c·P + P − 1 (channel-major NCHW order).
-    positions = torch.arange(block.positions, device=device)
-    columns = (index.unsqueeze(1) * block.positions + positions).flatten()
-    _slice_param(layer2, "weight", columns, 1)
-    if isinstance(layer2, nn.Linear):
-        layer2.in_features = columns.numel()
-    else:
-        layer2.in_channels = s
+    keep = set(kept)
+    dropped = [c for c in range(_channel_count(layer1)) if c not in keep]
+    if dropped:
+        graph.get_pruning_group(layer1, _prune_out_fn(layer1), idxs=dropped).prune()
 
 
 def _output_fn(model: nn.Module, block: Block):
@@ -456,8 +420,9 @@ def _split_epochs(epochs: int, cfg: IspaspConfig) -> tuple[int, int]:
 
 
 ISPASP_RESIDUAL = TraceKind("ispasp_residual", {
-    "block": str, "iteration": int, "residual": float, "relative": float},
-    "one CoSaMP iteration of one block: ½‖Y_dense − Y_S‖² and its norm relative to ‖Y_dense‖")
+    "block": str, "iteration": int, "residual": float, "relative": float, "candidate": float},
+    "one CoSaMP iteration of one block: ½‖Y_dense − Y_S‖² of the kept set, its norm relative to "
+    "‖Y_dense‖, and the same residual of that iteration's own candidate support")
 ISPASP_UNITS = TraceKind("ispasp_units", {
     "block": str, "layer2": str, "channels": int, "kept": int, "chosen": list[int],
     "params_after": int},
@@ -524,20 +489,29 @@ class Ispasp(Method):
         n = cfg.pruning_batches * config.batch_size
         x, _ = ctx.data.subset("train", n)  # a fixed pruning set (the stored order is shuffled)
         inputs = [t.to(device) for t in x.split(config.batch_size)]
+        graph = dependency_graph(model, inputs[0][:2])
         kept_all = []
         for i, block in enumerate(blocks):
             ctx.check_stop()
             modules = dict(model.named_modules())
             hidden = merge_batches(capture_hidden(model, modules[block.layer2], inputs))
             keep = max(1, int(math.floor(cfg.keep_ratio * block.channels)))
-            result = ispasp_select(hidden, _output_fn(model, block), block.channels, keep,
-                                   cfg.iterations, should_stop=ctx.check_stop)
+            # Eval mode: layer2's BatchNorm normalises with its running statistics, as the
+            # pruned network will, and the selection's passes leave those statistics alone.
+            was_training = model.training
+            model.eval()
+            try:
+                result = ispasp_select(hidden, _output_fn(model, block), block.channels, keep,
+                                       cfg.iterations, should_stop=ctx.check_stop)
+            finally:
+                model.train(was_training)
             del hidden
-            prune_block(model, block, result.kept)
+            prune_block(model, block, result.kept, graph)
             for it, residual in enumerate(result.residuals, start=1):
                 ctx.recorder.trace(ISPASP_RESIDUAL.name, ctx.steps_done, {
                     "block": block.name, "iteration": it, "residual": residual,
-                    "relative": math.sqrt(2.0 * residual) / max(result.dense_norm, 1e-12)})
+                    "relative": math.sqrt(2.0 * residual) / max(result.dense_norm, 1e-12),
+                    "candidate": result.candidates[it - 1]})
             ctx.recorder.trace(ISPASP_UNITS.name, ctx.steps_done, {
                 "block": block.name, "layer2": block.layer2, "channels": block.channels,
                 "kept": len(result.kept), "chosen": result.kept,

@@ -8,12 +8,14 @@ SynFlow, Taylor) re-score only when the target has grown by at least a quarter o
 which keeps a one-cycle run affordable without changing where it ends.
 
 Magnitude pruning: Han et al. 2015; SNIP: Lee et al. 2019 (arXiv 1810.02340); GraSP: Wang et al.
-2020 (arXiv 2002.07376); SynFlow: Tanaka et al. 2020 (arXiv 2006.05467); Taylor: first-order
-|w ⊙ g| (Molchanov et al. 2017/2019).
+2020 (arXiv 2002.07376); SynFlow: Tanaka et al. 2020 (arXiv 2006.05467); Taylor: (g ⊙ w)²
+summed over the last few training mini-batches (Molchanov et al. 2019).
 """
 from __future__ import annotations
 
 from typing import Callable
+import itertools
+from collections import deque
 
 import torch
 from torch import nn
@@ -31,11 +33,13 @@ EXPENSIVE_RESCORE_STEP = 0.0025
 class ScheduledHooks(TrainHooks):
     """Keeps a Mask that follows ``schedule`` during ``fit``."""
 
-    def __init__(self, pruner: Pruner, schedule, prune_every: int, first_batch):
+    def __init__(self, pruner: Pruner, schedule, prune_every: int, first_batches):
         self.pruner = pruner
         self.schedule = schedule
         self.prune_every = prune_every
-        self.first_batch = first_batch
+        # The last pruner.batches training batches, stacked for criteria that sum over several
+        # mini-batches (Taylor); one batch for the others.
+        self.recent = deque(first_batches, maxlen=pruner.batches if pruner is not None else 1)
         self.current: Mask | None = None
         self.device_masks: dict[str, torch.Tensor] = {}
         self.params: dict[str, nn.Parameter] = {}
@@ -45,8 +49,13 @@ class ScheduledHooks(TrainHooks):
     def on_train_start(self, model, total_steps):
         self.params = dict(model.named_parameters())
         self.current = self.pruner.initial_mask(model)
-        self._prune_to(model, self.schedule(0.0), self.first_batch)
+        self._prune_to(model, self.schedule(0.0), self._stacked())
         self._apply()
+
+    def _stacked(self):
+        if len(self.recent) == 1:
+            return self.recent[0]
+        return tuple(torch.cat(parts) for parts in zip(*self.recent))
 
     def _prune_to(self, model, target: float, batch) -> None:
         """Recompute the mask for ``target`` (the caller applies it to the weights)."""
@@ -76,8 +85,11 @@ class ScheduledHooks(TrainHooks):
             self.params[name].mul_(keep)
 
     def after_step(self, model, step, progress, batch):
+        if self.pruner.batches > 1:
+            self.recent.append(batch)
         if step % self.prune_every == 0 or progress >= 1.0:
-            self._prune_to(model, self.schedule(progress), batch)
+            self._prune_to(model, self.schedule(progress),
+                           self._stacked() if self.pruner.batches > 1 else batch)
         self._apply()
 
     def mask(self):
@@ -100,11 +112,13 @@ class ScheduledPruning(Method):
 
     def run(self, model, ctx) -> MethodResult:
         ctx.total_epochs = ctx.config.epochs
-        first_batch = next(ctx.data.batches("train", ctx.config.batch_size, shuffle=True,
-                                            generator=ctx.generator(salt=-1)))
-        first_batch = tuple(t.to(ctx.device) for t in first_batch)
-        hooks = ScheduledHooks(self.build_pruner(ctx.check_stop), schedule_from_config(ctx.config),
-                               ctx.config.prune_every, first_batch)
+        pruner = self.build_pruner(ctx.check_stop)
+        loader = ctx.data.batches("train", ctx.config.batch_size, shuffle=True,
+                                  generator=ctx.generator(salt=-1))
+        first_batches = [tuple(t.to(ctx.device) for t in batch)
+                         for batch in itertools.islice(loader, pruner.batches)]
+        hooks = ScheduledHooks(pruner, schedule_from_config(ctx.config),
+                               ctx.config.prune_every, first_batches)
         model.to(ctx.device)
         fit(model, ctx, epochs=ctx.config.epochs, hooks=hooks, phase="train")
         return MethodResult(model, hooks.mask(), {})

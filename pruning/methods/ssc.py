@@ -31,7 +31,9 @@ depthwise, dense) no channel is moved. The pointwise 1×1 weight holds zeros whe
 full kernel (its centre tap is already in the K×K part): at most 1/P_k of a 1×1 conv, i.e. under
 1/(K²·P_k) of the dense conv's work. A part whose grouped form would not do less arithmetic than
 the dense conv (class sizes so uneven that padding fills the groups back up) falls back to the
-masked form: one conv with the dense-equivalent weight of that part. ``masked_forward`` is the
+masked form: one conv with the dense-equivalent weight of that part. FLOPs are counted as the
+multiply-adds the pattern needs, 2 · stored weights · output positions (``needed_flops``), not
+what the fast form dispatches (those zeros and padded channels). ``masked_forward`` is the
 masked dense conv with the same parameters, for comparison and tests. How much faster the
 grouped form runs depends on the backend: on CPUs (oneDNN) a grouped conv with only a few
 channels per group (say 2–4, as at density 0.1 on 32–64 channels) can be slower than the dense
@@ -275,6 +277,15 @@ class SSCConv2d(nn.Module):
     def dense_weight_params(self) -> int:
         kh, kw = self.kernel_size
         return self.out_channels * self.in_channels * kh * kw
+
+    def needed_flops(self, output: torch.Tensor) -> int:
+        """FLOPs of this layer for ``output`` (N, C_out, H', W'): one multiply-add per stored
+        weight and output position, 2 · weight_params · N · H' · W', as a dense conv's count
+        but over the pattern's entries only. The fast form also multiplies stored zeros (the
+        1×1 part's cells under full kernels, channels padded into equal groups); those are not
+        work the layer needs, so ``pruning.metrics.flops`` counts this figure instead."""
+        n, _, h, w = output.shape
+        return 2 * self.weight_params * n * h * w
 
     @property
     def kind(self) -> str:

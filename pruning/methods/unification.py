@@ -11,7 +11,14 @@ for Neural Network Compression", arXiv 2106.08301. Rule implemented (METHODS.md 
   or over all layers), else mean(|v|) · sign(v);
 * ADMM: the loss gets (ρ/2)‖W − Z + U‖²_F; after each round of SGD steps Z ← proj(W + U) and
   U ← U + W − Z; finally W is projected hard and fine-tuned with the structure frozen (one
-  trainable magnitude per block, signs fixed, pruned blocks fixed at 0).
+  trainable magnitude per block, the block's sign pattern fixed, pruned blocks fixed at 0).
+
+Fine-tuning trains each kept block's magnitude as a signed scale m: the block is m · s with s
+its frozen ±1 pattern. A scale that crosses zero flips the whole block's signs together, which
+is still a unified block stored at the same cost (|m| and the flipped sign bits). Clamping m at
+0 instead would turn such kept blocks into zero blocks: on the default run that zeroed 0.6 % of
+the blocks beyond q while q was reported. The summary's pruned fraction is counted from the
+final weights (all-zero blocks), so it is the true one.
 
 Shapes that the block does not divide: the blocks at the edge are smaller (ragged) instead of
 padded, so every weight belongs to exactly one block and nothing is left unprunable; their norms
@@ -51,7 +58,9 @@ DESCRIPTION = (
     "plus one sign bit per weight and needs one multiply. ADMM pulls the weights towards that "
     "structure: a penalty (ρ/2)‖W − Z + U‖² during the first part of training (admm_fraction), with "
     "Z the projection of W + U after each round; then the weights are projected and fine-tuned "
-    "with the structure frozen (one magnitude per block, signs fixed). Interpretation: blocks at "
+    "with the structure frozen (one magnitude per block, trained as a signed scale: each block's "
+    "sign pattern is fixed up to one common flip, so a kept block never turns into a zero "
+    "block). Interpretation: blocks at "
     "the edge of a layer that the block size does not divide are smaller; which blocks are pruned "
     "is chosen by L2 norm per layer (scope=layerwise, the default) or over all layers "
     "(scope=global, which can prune a layer of small weights away entirely)."
@@ -263,6 +272,13 @@ class AdmmHooks(TrainHooks):
         return self.q
 
 
+@torch.no_grad()
+def zero_block_fraction(weights: list[torch.Tensor], partitions: list[BlockPartition]) -> float:
+    """The fraction of blocks whose weights are all zero, over all layers."""
+    zero = sum(int((p.max_abs(w.detach()) == 0).sum()) for w, p in zip(weights, partitions))
+    return zero / sum(p.n_blocks for p in partitions)
+
+
 def kept_mask(names, partitions, kept) -> Mask:
     return Mask({name: p.expand(keep).cpu() for name, p, keep in zip(names, partitions, kept)})
 
@@ -291,15 +307,11 @@ class UnifiedBlocks(nn.Module):
 
 
 class FinetuneHooks(TrainHooks):
-    """Fine-tuning with the structure frozen: magnitudes stay >= 0 so signs never flip."""
+    """Fine-tuning with the structure frozen: the parametrization keeps signs and pruned blocks
+    fixed, so training needs no hook of its own; this reports the mask and target."""
 
     def __init__(self, magnitudes: list[nn.Parameter], mask: Mask, q: float):
         self.magnitudes, self._mask, self.q = magnitudes, mask, q
-
-    @torch.no_grad()
-    def after_step(self, model, step, progress, batch):
-        for magnitude in self.magnitudes:
-            magnitude.clamp_(min=0.0)
 
     def mask(self):
         return self._mask
@@ -415,7 +427,7 @@ class UnificationMethod(Method):
                                 for key in storage["layers"][0]}, "total": storage["total"]})
         summary = {"unification_storage": storage["total"],
                    "unification_block": list(cfg.block),
-                   "unification_pruned_block_fraction":
-                       sum(int((~k).sum()) for k in kept) / sum(p.n_blocks for p in partitions),
+                   "unification_pruned_block_fraction": zero_block_fraction(
+                       [module.weight for module in layers.values()], partitions),
                    "admm_w_minus_z": admm.residuals}
         return MethodResult(model, mask, summary)

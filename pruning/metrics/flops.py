@@ -2,7 +2,8 @@
 
 Dense FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``, which counts the matrix
 multiplications and convolutions actually dispatched (2 FLOPs per multiply-accumulate; element-wise
-ops, pooling and normalisation are not counted, as in most pruning papers' tables).
+ops, pooling and normalisation are not counted, as in most pruning papers' tables). A layer
+that knows the multiply-adds it really needs (``needed_flops``) is counted by that instead.
 
 Effective FLOPs under a mask are counted from the nonzeros: an unstructured-sparse layer whose
 kernel could skip zeros does ``dense FLOPs × density`` work, so each Conv/Linear layer's dense
@@ -28,19 +29,35 @@ def _example(model: nn.Module, input_shape: tuple) -> torch.Tensor:
     return torch.zeros((1, *input_shape), device=device, dtype=dtype)
 
 
-def layer_flops(model: nn.Module, input_shape: tuple) -> tuple[int, dict[str, int]]:
-    """(total FLOPs, {weight name: FLOPs of that Conv/Linear layer}) for one sample.
+def _count(model: nn.Module, input_shape: tuple, layers: bool) -> tuple[int, dict[str, int]]:
+    """One forward pass on a single sample under FlopCounterMode: (total, per-layer FLOPs).
 
     Each layer's share is the growth of the counter's running total across that layer's call,
-    so the per-layer figures use exactly the counter's own formulas.
+    so the per-layer figures use exactly the counter's own formulas. A module that defines
+    ``needed_flops(output) -> int`` (a layer whose fast form dispatches some multiplications by
+    stored zeros, such as SSC's fused 1×1 part) counts that figure instead of what the counter
+    saw inside it.
     """
     counts: dict[str, int] = {}
+    inside: dict[nn.Module, int] = {}
+    needed: dict[nn.Module, int] = {}
     was_training = model.training
     model.eval()
     with FlopCounterMode(display=False) as counter:
         handles = []
         for name, module in model.named_modules():
-            if not isinstance(module, PRUNABLE_TYPES):
+            own = callable(getattr(module, "needed_flops", None))
+            if own:
+                def enter(mod, args):
+                    inside[mod] = inside.get(mod, 0) - counter.get_total_flops()
+
+                def leave(mod, args, output):
+                    inside[mod] += counter.get_total_flops()
+                    needed[mod] = needed.get(mod, 0) + int(mod.needed_flops(output))
+
+                handles.append(module.register_forward_pre_hook(enter))
+                handles.append(module.register_forward_hook(leave))
+            if not layers or not isinstance(module, PRUNABLE_TYPES):
                 continue
             key = f"{name}.weight" if name else "weight"
 
@@ -59,19 +76,18 @@ def layer_flops(model: nn.Module, input_shape: tuple) -> tuple[int, dict[str, in
             for handle in handles:
                 handle.remove()
             model.train(was_training)
-    return int(counter.get_total_flops()), {k: int(v) for k, v in counts.items()}
+    total = counter.get_total_flops() - sum(inside.values()) + sum(needed.values())
+    return int(total), {k: int(v) for k, v in counts.items()}
+
+
+def layer_flops(model: nn.Module, input_shape: tuple) -> tuple[int, dict[str, int]]:
+    """(total FLOPs, {weight name: FLOPs of that Conv/Linear layer}) for one sample."""
+    return _count(model, input_shape, layers=True)
 
 
 def count_flops(model: nn.Module, input_shape: tuple) -> int:
     """Dense FLOPs of one forward pass on a single sample of ``input_shape`` (C, H, W) or (F,)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(_example(model, input_shape))
-    finally:
-        model.train(was_training)
-    return int(counter.get_total_flops())
+    return _count(model, input_shape, layers=False)[0]
 
 
 def layer_density(model: nn.Module, mask: Mask | None) -> dict[str, float]:
