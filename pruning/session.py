@@ -214,8 +214,8 @@ def train(method, model: torch.nn.Module, ctx: RunContext) -> Trained:
     return Trained(result.model.to(ctx.device), result.mask, extras)
 
 
-def measure(trained: Trained, dense_model: torch.nn.Module, ctx: RunContext, store: RunStore, run_id: str,
-            input_shape: tuple[int, int, int], flops_dense: int,
+def measure(trained: Trained, dense_model: torch.nn.Module, ctx: RunContext, store: RunStore,
+            run_id: str, input_shape: tuple[int, int, int], flops_dense: int,
             measure_latency: bool) -> RunSummary:
     """Final figures of a trained run against ``dense_model`` (its initial weights): accuracy,
     the three sparsities, parameters, FLOPs, latency; the final mask snapshot if the last step

@@ -1,4 +1,4 @@
-"""Same seed, same result: short digits runs compared with values recorded in tests/golden_runs.json.
+"""Same seed, same result: short digits runs against the values in tests/golden_runs.json.
 
 Each case's masks (hash of every snapshot's packed bits and its sparsity), the final weights
 (hash) and the summary's numbers (timings and latency left out: they depend on the machine) must

@@ -239,7 +239,8 @@ def test_run_on_upsampled_digits(model_name, width):
     result, recorder, ctx, data = _run(model_name, width, keep_ratio=0.25)
     summary = result.summary  # i-SpaSP's extras; parameters and FLOPs are the session's
     dense = build_model(ctx.config, 3, 10, 16)
-    params_dense, flops_dense = sum(p.numel() for p in dense.parameters()), count_flops(dense, (3, 16, 16))
+    params_dense = sum(p.numel() for p in dense.parameters())
+    flops_dense = count_flops(dense, (3, 16, 16))
     params = sum(p.numel() for p in result.model.parameters())
     assert result.mask is None
     assert params < params_dense
