@@ -63,17 +63,9 @@ def home() -> None:
 def _result(run_id: str) -> None:
     with common.user_errors():
         run = common.store().get_run(run_id)
-        s = run.summary
         if run.status != "done":
             return
-        cols = st.columns(4)
-        cols[0].metric("Test accuracy", common.fmt_pct(s.get("test_acc")))
-        cols[1].metric("Weights zero (mask)", common.fmt_pct(s.get("mask_sparsity")))
-        cols[2].metric("Nonzero parameters",
-                       f"{common.fmt_int(s.get('params_nonzero'))} / "
-                       f"{common.fmt_int(s.get('params_dense'))}")
-        cols[3].metric("FLOPs under the mask", common.fmt_mflops(s.get("flops")),
-                       help=f"dense: {common.fmt_mflops(s.get('flops_dense'))} per image")
+        common.metric_tiles(run.summary, "headline")
         st.caption(f"Run `{run.id}` — open it on the Runs page to compare or export it.")
 
 
@@ -84,18 +76,13 @@ def _recent_runs() -> None:
         st.caption("No runs yet: the button above trains the first one.")
         return
     frame = common.runs_frame(runs)
-    cols = [c for c in ("label", "status", "test_acc", "sparsity", "duration_s", "created")
-            if c in frame]
+    metrics = common.metric_columns("headline")
+    cols = [c for c in ("label", "status", *metrics, "created") if c in frame]
     table = frame[cols].copy()
     table["created"] = table["created"].map(common.fmt_time)
-    st.dataframe(
-        table, hide_index=True, width="stretch",
-        column_config={
-            "label": "run", "status": "status",
-            "test_acc": st.column_config.NumberColumn("test accuracy", format="percent"),
-            "sparsity": st.column_config.NumberColumn("sparsity", format="percent"),
-            "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
-            "created": "started"})
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"label": "run", "status": "status", **metrics,
+                                "created": "started"})
     st.caption("The newest runs in the store, newest first; the Runs page has the full history.")
 
 

@@ -60,19 +60,20 @@ def ispasp_tab() -> None:
     if run is None:
         return
     s = run.summary
+    x = s.get("extras") or {}  # i-SpaSP's own results
     cols = st.columns(4)
-    cols[0].metric("Accuracy after fine-tuning", common.fmt_pct(s.get("acc_finetuned")),
-                   delta=None if s.get("acc_dense") is None or s.get("acc_finetuned") is None
-                   else f"{(s['acc_finetuned'] - s['acc_dense']) * 100:+.1f} pts vs dense")
-    cols[1].metric("Parameters", common.fmt_int(s.get("params_pruned")),
-                   delta=_relative(s.get("params_pruned"), s.get("params_dense")),
+    cols[0].metric("Accuracy after fine-tuning", common.fmt_pct(x.get("acc_finetuned")),
+                   delta=None if x.get("acc_dense") is None or x.get("acc_finetuned") is None
+                   else f"{(x['acc_finetuned'] - x['acc_dense']) * 100:+.1f} pts vs dense")
+    cols[1].metric("Parameters", common.fmt_int(s.get("params_compact")),
+                   delta=_relative(s.get("params_compact"), s.get("params_dense")),
                    delta_color="inverse", help=f"dense: {common.fmt_int(s.get('params_dense'))}")
-    cols[2].metric("FLOPs per image", common.fmt_mflops(s.get("flops_pruned")),
-                   delta=_relative(s.get("flops_pruned"), s.get("flops_dense")),
+    cols[2].metric("FLOPs per image", common.fmt_mflops(s.get("flops_compact")),
+                   delta=_relative(s.get("flops_compact"), s.get("flops_dense")),
                    delta_color="inverse", help=f"dense: {common.fmt_mflops(s.get('flops_dense'))}")
-    cols[3].metric("Units kept", f"{common.fmt_int(s.get('channels_kept'))} of "
-                                 f"{common.fmt_int(s.get('channels_dense'))}",
-                   help=f"over {s.get('blocks', '–')} blocks")
+    cols[3].metric("Units kept", f"{common.fmt_int(x.get('channels_kept'))} of "
+                                 f"{common.fmt_int(x.get('channels_dense'))}",
+                   help=f"over {x.get('blocks', '–')} blocks")
 
     left, right = st.columns([3, 2])
     with left:
@@ -88,7 +89,7 @@ def ispasp_tab() -> None:
                        "settles, which on a trained network takes a few iterations; a flat line "
                        "from the start means the first proposal was already the fixed point.")
     with right:
-        st.plotly_chart(ac.ispasp_accuracy_figure(ac.ispasp_accuracy_frame(s)), key="ispasp-acc")
+        st.plotly_chart(ac.ispasp_accuracy_figure(ac.ispasp_accuracy_frame(x)), key="ispasp-acc")
         common.caption("Test accuracy of the dense network, right after i-SpaSP removed units "
                        "(no refit), and after the fine-tuning epochs.")
 
@@ -161,15 +162,16 @@ def ssc_tab() -> None:
     if run is None:
         return
     s = run.summary
+    x = s.get("extras") or {}  # SSC's own results
     cols = st.columns(4)
     cols[0].metric("Test accuracy", common.fmt_pct(s.get("test_acc")))
-    cols[1].metric("Conv weights kept", common.fmt_pct(s.get("density")),
-                   help=f"{common.fmt_int(s.get('conv_params_ssc'))} of "
-                        f"{common.fmt_int(s.get('conv_params_dense'))} in the replaced convs")
-    cols[2].metric("Parameters", common.fmt_int(s.get("params_ssc")),
-                   delta=_relative(s.get("params_ssc"), s.get("params_dense")), delta_color="inverse")
-    cols[3].metric("FLOPs per image", common.fmt_mflops(s.get("flops_ssc")),
-                   delta=_relative(s.get("flops_ssc"), s.get("flops_dense")), delta_color="inverse")
+    cols[1].metric("Conv weights kept", common.fmt_pct(x.get("density")),
+                   help=f"{common.fmt_int(x.get('conv_params'))} of "
+                        f"{common.fmt_int(x.get('conv_params_dense'))} in the replaced convs")
+    cols[2].metric("Parameters", common.fmt_int(s.get("params_compact")),
+                   delta=_relative(s.get("params_compact"), s.get("params_dense")), delta_color="inverse")
+    cols[3].metric("FLOPs per image", common.fmt_mflops(s.get("flops_compact")),
+                   delta=_relative(s.get("flops_compact"), s.get("flops_dense")), delta_color="inverse")
 
     traces = store.traces(run.id, "ssc_pattern")
     layers = ac.ssc_layers_frame(traces)

@@ -14,68 +14,39 @@ import pandas as pd
 import streamlit as st
 
 from pruning.export import export_run, metrics_csv
+from pruning.results import METRICS
 from pruning.store import Run
 from ui import charts, common, live, state
 from ui.safe_text import md
 
-HISTORY_COLUMNS = {
+#: the history's columns: the run's identity and settings, then every ``list`` metric of
+#: pruning.results.METRICS (labels, formats and help come from there), then when it started
+CONFIG_COLUMNS = {
     "id": "run id", "name": "name", "status": "status", "model": "model", "dataset": "dataset",
     "method": "method", "schedule": "schedule",
-    "target": st.column_config.NumberColumn("target", format="percent"),
-    "test_acc": st.column_config.NumberColumn("test accuracy", format="percent"),
-    # common.runs_frame's headline sparsity: the mask's, or for methods that remove channels
-    # instead of masking (i-SpaSP, SSC) the fraction of parameters removed
-    "sparsity": st.column_config.NumberColumn(
-        "sparsity (mask, or parameters removed)", format="percent",
-        help="Zeros among prunable weights under the mask; for methods that remove channels "
-             "instead of masking them (i-SpaSP, SSC), the fraction of parameters removed."),
-    "effective_sparsity": st.column_config.NumberColumn("effective sparsity", format="percent"),
-    "params_nonzero": st.column_config.NumberColumn("nonzero params", format="localized"),
-    "flops": st.column_config.NumberColumn("FLOPs (masked)", format="compact"),
-    "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.2f"),
-    "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
-    "created": "started",
+    "target": st.column_config.NumberColumn("target", format="percent",
+                                            help="The sparsity asked for."),
 }
 
-#: rows of the side-by-side summary: (label, summary key, formatter)
-SUMMARY_ROWS = (
-    ("status", None, None),
-    ("model · dataset", None, None),
-    ("method · schedule", None, None),
-    ("test accuracy", "test_acc", common.fmt_pct),
-    ("target sparsity", "target_sparsity", common.fmt_pct),
-    ("mask sparsity", "mask_sparsity", common.fmt_pct),
-    ("effective sparsity", "effective_sparsity", common.fmt_pct),
-    ("nonzero parameters", "params_nonzero", common.fmt_int),
-    ("parameters after removal", "params_compact", common.fmt_int),
-    ("FLOPs dense", "flops_dense", common.fmt_mflops),
-    ("FLOPs under the mask", "flops", common.fmt_mflops),
-    ("FLOPs after removal", "flops_compact", common.fmt_mflops),
-    ("latency dense", "latency_dense_ms", common.fmt_ms),
-    ("latency final", "latency_ms", common.fmt_ms),
-    ("epochs", "epochs_done", str),
-    ("duration (s)", "duration_s", lambda v: f"{v:.1f}"),
-)
+
+def history_columns() -> dict:
+    return {**CONFIG_COLUMNS, **common.metric_columns("list"), "created": "started"}
+
+
+#: the comparison's first rows, from the runs' settings; every ``detail`` metric follows
+IDENTITY_ROWS = {
+    "status": lambda run: run.status,
+    "model · dataset": lambda run: f"{run.config.model} · {run.config.dataset}",
+    "method · schedule": lambda run: f"{run.config.method} · {run.config.schedule}",
+}
 
 
 def summary_table(runs: list[Run]) -> pd.DataFrame:
     """Metrics as rows, runs as columns (the side-by-side comparison)."""
-    table = {}
-    for run in runs:
-        c, s = run.config, run.summary
-        column = []
-        for label, key, fmt in SUMMARY_ROWS:
-            if label == "status":
-                column.append(run.status)
-            elif label == "model · dataset":
-                column.append(f"{c.model} · {c.dataset}")
-            elif label == "method · schedule":
-                column.append(f"{c.method} · {c.schedule}")
-            else:
-                value = s.get(key)
-                column.append("–" if value is None else fmt(value))
-        table[common.run_title(run)] = column
-    return pd.DataFrame(table, index=[label for label, _, _ in SUMMARY_ROWS])
+    metrics = METRICS.view("detail")
+    table = {common.run_title(run): [row(run) for row in IDENTITY_ROWS.values()]
+             + [m.text(m.value(run.summary)) for m in metrics] for run in runs}
+    return pd.DataFrame(table, index=list(IDENTITY_ROWS) + [m.label for m in metrics])
 
 
 def history(runs: list[Run]) -> None:
@@ -87,9 +58,10 @@ def history(runs: list[Run]) -> None:
         return
     frame["created"] = frame["created"].map(common.fmt_time)
     frame["name"] = [r.name or "" for r in runs if r.status in chosen]
-    columns = [c for c in HISTORY_COLUMNS if c in frame and (c != "name" or frame[c].any())]
+    config = history_columns()
+    columns = [c for c in config if c in frame and (c != "name" or frame[c].any())]
     st.dataframe(frame[columns], hide_index=True, width="stretch",
-                 column_config={k: v for k, v in HISTORY_COLUMNS.items() if k in columns})
+                 column_config={k: v for k, v in config.items() if k in columns})
     st.caption(f"{len(frame)} run(s), newest first. Target = the sparsity asked for; sparsity "
                "= zeros among prunable weights under the mask, or the fraction of parameters "
                "removed for methods without a mask (i-SpaSP, SSC); effective = share of all "

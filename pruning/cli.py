@@ -217,43 +217,27 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _fmt(value: Any, kind: str = "") -> str:
-    if value is None:
-        return "-"
-    if kind == "pct":
-        return f"{value:.1%}"
-    if kind == "int":
-        return f"{int(value):,}"
-    if kind == "flops":
-        return f"{value / 1e6:.2f}M"
-    if kind == "ms":
-        return f"{value:.2f}"
-    return str(value)
-
-
-SUMMARY_ROWS = [
-    ("test accuracy", "test_acc", "pct"), ("target sparsity", "target_sparsity", "pct"),
-    ("mask sparsity", "mask_sparsity", "pct"), ("effective sparsity", "effective_sparsity", "pct"),
-    ("parameters (dense)", "params_dense", "int"), ("nonzero parameters", "params_nonzero", "int"),
-    ("parameters after removal", "params_compact", "int"),
-    ("FLOPs dense", "flops_dense", "flops"), ("FLOPs under mask", "flops", "flops"),
-    ("FLOPs after removal", "flops_compact", "flops"),
-    ("latency dense (ms)", "latency_dense_ms", "ms"), ("latency final (ms)", "latency_ms", "ms"),
-    ("latency final p90 (ms)", "latency_p90_ms", "ms"), ("duration (s)", "duration_s", "ms"),
-]
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def summary_table(run: Run) -> str:
+    """One run in full: every ``detail`` metric of the metric table that the run has."""
+    from pruning.results import METRICS, time_breakdown_text
+
     s = run.summary
     lines = [f"run {run.id}  [{run.status}]  {run.label()}"]
-    for label, key, kind in SUMMARY_ROWS:
-        if key in s:
-            lines.append(f"  {label:<26} {_fmt(s.get(key), kind)}")
+    for metric in METRICS.view("detail"):
+        value = metric.value(s)
+        if value is not None:
+            lines.append(f"  {metric.label:<26} {metric.text(value)}")
     if "latency_device" in s:
         lines.append(f"  {'latency measured on':<26} {s['latency_device']}, batch "
                      f"{s.get('latency_batch_size')}, {s.get('latency_threads')} threads")
-    from pruning.session import time_breakdown_text
-
+    for key, value in (s.get("extras") or {}).items():
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            lines.append(f"  {key:<26} {text}")
     where_time_went = time_breakdown_text(s)
     if where_time_went:
         lines.append(f"  {'time':<26} {where_time_went}")
@@ -262,32 +246,44 @@ def summary_table(run: Run) -> str:
     return "\n".join(lines)
 
 
-def run_json(store: RunStore, run: Run) -> dict[str, Any]:
+def run_json(store: RunStore, run: Run, traces: bool = False) -> dict[str, Any]:
+    """A run as JSON: config, summary, per-epoch history and, with ``traces``, its traces
+    (kind → records in the order written, each ``{"step", **payload}``)."""
     history = [{"epoch": e.get("epoch"), "phase": e.get("phase"),
                 "test_acc": e.get("test_acc"), "train_acc": e.get("train_acc"),
                 "test_loss": e.get("test_loss"), "target_sparsity": e.get("target_sparsity"),
                 "mask_sparsity": e.get("mask_sparsity")} for e in store.epochs(run.id)]
     out = run.to_dict()
     out["history"] = history
+    if traces:
+        # per kind: a payload may have a "kind" field of its own (SSC's layer kind)
+        out["traces"] = {kind: [_payload(record, kind) for record in store.traces(run.id, kind)]
+                         for kind in store.trace_kinds(run.id)}
     return out
 
 
-LIST_COLUMNS = [("id", 22), ("status", 8), ("model", 10), ("method", 11), ("schedule", 10),
-                ("seed", 4), ("target", 7), ("acc", 7), ("sparsity", 8), ("MFLOPs", 8),
-                ("lat ms", 7)]
+def _payload(record: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A trace row without the kind it is filed under (a payload field of that name stays)."""
+    return {k: v for k, v in record.items() if not (k == "kind" and v == kind)}
+
+
+#: the config columns of ``list``, then every ``list`` metric of the metric table
+LIST_CONFIG_COLUMNS = [("id", 22), ("status", 8), ("model", 10), ("method", 11),
+                       ("schedule", 10), ("seed", 4), ("target", 7)]
 
 
 def list_table(runs: list[Run]) -> str:
-    header = " ".join(name.ljust(width) for name, width in LIST_COLUMNS)
+    from pruning.results import METRICS
+
+    metrics = METRICS.view("list")
+    columns = LIST_CONFIG_COLUMNS + [(m.header, max(len(m.header), 8)) for m in metrics]
+    header = " ".join(name.ljust(width) for name, width in columns)
     lines = [header, "-" * len(header)]
     for run in runs:
         s, c = run.summary, run.config
-        cells = [run.id, run.status, c.model, c.method, c.schedule, str(c.seed),
-                 _fmt(c.sparsity, "pct"), _fmt(s.get("test_acc"), "pct"),
-                 _fmt(s.get("mask_sparsity") if s.get("mask_sparsity") is not None
-                      else s.get("effective_sparsity"), "pct"),
-                 _fmt(s.get("flops"), "flops").rstrip("M"), _fmt(s.get("latency_ms"), "ms")]
-        lines.append(" ".join(cell[:w].ljust(w) for cell, (_, w) in zip(cells, LIST_COLUMNS)))
+        cells = [run.id, run.status, c.model, c.method, c.schedule, str(c.seed), _pct(c.sparsity)]
+        cells += [m.text(m.value(s), unit=False).replace("–", "-") for m in metrics]
+        lines.append(" ".join(cell[:w].ljust(w) for cell, (_, w) in zip(cells, columns)))
     return "\n".join(lines)
 
 
@@ -330,7 +326,8 @@ def cmd_list(args, store: RunStore) -> int:
 def cmd_show(args, store: RunStore) -> int:
     run = store.get_run(args.run)
     if args.json:
-        print(json.dumps(dict(run_json(store, run), file_problems=store.file_problems(run.id))))
+        print(json.dumps(dict(run_json(store, run, traces=True),
+                              file_problems=store.file_problems(run.id))))
         return 0
     print(summary_table(run))
     changed = [f"{k}={v}" for k, v in run.config.to_dict().items() if v != getattr(RunConfig(), k)]
@@ -342,8 +339,8 @@ def cmd_show(args, store: RunStore) -> int:
         print(f"  files: {problem}")
     print("  epoch  phase      test acc  target   mask")
     for e in store.epochs(run.id):
-        print(f"  {e['epoch']:>5}  {str(e.get('phase')):<9}  {_fmt(e.get('test_acc'), 'pct'):>8}  "
-              f"{_fmt(e.get('target_sparsity'), 'pct'):>6}  {_fmt(e.get('mask_sparsity'), 'pct'):>6}")
+        print(f"  {e['epoch']:>5}  {str(e.get('phase')):<9}  {_pct(e.get('test_acc')):>8}  "
+              f"{_pct(e.get('target_sparsity')):>6}  {_pct(e.get('mask_sparsity')):>6}")
     return 0
 
 

@@ -16,6 +16,7 @@ import platform
 import subprocess
 import time
 import traceback
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,8 +24,12 @@ import torch
 
 from pruning.config import ConfigError, RunConfig
 from pruning.masks import Mask
+from pruning.results import TIME_PARTS, RunSummary, method_extras, time_breakdown_text
 from pruning.store import Run, RunStore, StoreError
-from pruning.training import Event, RunContext, RunDiverged, RunStopped, evaluate
+from pruning.training import Event, RunContext, RunDiverged, RunStopped, Stopwatch, evaluate
+
+__all__ = ["run_session", "prepare", "train", "measure", "TIME_PARTS", "time_breakdown_text",
+           "choose_threads", "set_process_threads", "snapshot_steps", "resolve_device"]
 
 # Models cheaper than this per example (FLOPs) train fastest on one CPU thread.
 SMALL_MODEL_FLOPS = 20_000_000
@@ -109,25 +114,74 @@ def run_session(config: RunConfig, store: RunStore,
                 on_event: Callable[[Event], None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 download: bool = False, name: str | None = None,
-                measure_latency: bool = True) -> Run:
-    """Run one pruning session and return its Run record (done, failed or stopped)."""
+                measure_latency: bool = True,
+                clock: Callable[[], float] = time.perf_counter) -> Run:
+    """Run one pruning session and return its Run record (done, failed or stopped).
+
+    The first event is ``created`` (step 0 of 0, ``run_id``) as soon as the run has its row in
+    the store. ``clock`` times the run's parts (``time_breakdown_s``); tests inject a fake one.
+    """
     from pruning import methods, models
     from pruning.metrics.flops import count_flops
 
-    session_started = time.perf_counter()
-    bundle, device = prepare(config, download=download)
-    method = methods.build_method(config)
-    torch.manual_seed(config.seed)
-    model = models.build_model(config, bundle.in_channels, bundle.num_classes, bundle.image_size)
-    input_shape = (bundle.in_channels, bundle.image_size, bundle.image_size)
-    flops_dense = count_flops(model, input_shape)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(choose_threads(config, device, flops_dense))
+    timer = Stopwatch(clock)
+    started = clock()  # duration_s covers the whole call, setup included
+    with timer("setup"):
+        bundle, device = prepare(config, download=download)
+        method = methods.build_method(config)
+        # the initial weights come from the config's seed alone (models.build_model draws from
+        # a private generator), whatever runs before or beside this run
+        model = models.build_model(config, bundle.in_channels, bundle.num_classes,
+                                   bundle.image_size)
+        input_shape = (bundle.in_channels, bundle.image_size, bundle.image_size)
+        flops_dense = count_flops(model, input_shape)
+        set_process_threads(choose_threads(config, device, flops_dense))
+        dense_model = copy.deepcopy(model)  # for the dense figures at the end
+        run_id = store.create_run(config, environment(device), name=name)
+    recorder = StoreRecorder(store, run_id)
+    ctx = RunContext(config=config, method_config=method.method_config, data=bundle,
+                     device=device, recorder=recorder, on_event=on_event,
+                     should_stop=should_stop, total_epochs=config.epochs,
+                     snapshot_steps=snapshot_steps(
+                         config.epochs * bundle.steps_per_epoch("train", config.batch_size),
+                         config.snapshots),
+                     stopwatch=timer)
+    trained: Trained | None = None
     try:
-        return _run(config, store, method, model, bundle, device, input_shape, flops_dense,
-                    on_event, should_stop, name, measure_latency, session_started)
-    finally:
-        torch.set_num_threads(previous_threads)
+        ctx.emit("created", 0, 0, run_id=run_id)  # callers learn the id before training starts
+        trained = train(method, model, ctx)
+        if should_stop is not None and should_stop():
+            raise RunStopped()
+        with timer("final_measurement"):
+            summary = measure(trained, dense_model, ctx, store, run_id, input_shape,
+                              flops_dense, measure_latency)
+            ctx.check_stop()
+            store.save_model(run_id, trained.model, whole_module=method.changes_architecture)
+        summary = replace(summary, duration_s=clock() - started,
+                          time_breakdown_s=_rounded(timer.parts))
+        store.finish_run(run_id, "done", summary.to_dict())
+    except (RunStopped, KeyboardInterrupt):
+        store.finish_run(run_id, "stopped", _partial(ctx, trained, clock() - started),
+                         error="stopped by the user")
+    except RunDiverged as exc:  # the reason and its fix, in one line: no traceback to read
+        store.finish_run(run_id, "failed", _partial(ctx, trained, clock() - started),
+                         error=str(exc))
+    except Exception as exc:  # a failed run is recorded with what it had, never lost
+        store.finish_run(run_id, "failed", _partial(ctx, trained, clock() - started),
+                         error=str(exc) if isinstance(exc, StoreError)  # names file and fix
+                         else f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+    return store.get_run(run_id)
+
+
+def set_process_threads(count: int) -> None:
+    """Torch's intra-op thread count is the process's: set it when it differs, never restore it.
+
+    Runs of one process (a CLI call, a sweep, the app's jobs) make the same choice for the same
+    kind of model, so the count is set once; restoring it after each run would change it under
+    the runs still going in other threads.
+    """
+    if count > 0 and torch.get_num_threads() != count:
+        torch.set_num_threads(count)
 
 
 def choose_threads(config: RunConfig, device: torch.device, flops_per_example: int) -> int:
@@ -144,130 +198,76 @@ def choose_threads(config: RunConfig, device: torch.device, flops_per_example: i
     return torch.get_num_threads()
 
 
-def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
-         on_event, should_stop, name, measure_latency, session_started) -> Run:
+@dataclass
+class Trained:
+    """What the training step hands the measuring step."""
+    model: torch.nn.Module
+    mask: Mask | None
+    extras: dict[str, Any]         # the method's results, checked against its declaration
+
+
+def train(method, model: torch.nn.Module, ctx: RunContext) -> Trained:
+    """The method trains and prunes (timed as "method"; its fits time their own parts)."""
+    with ctx.stopwatch("method"):
+        result = method.run(model, ctx)
+        extras = method_extras(method.extras, result.summary, ctx.config.method)
+    return Trained(result.model.to(ctx.device), result.mask, extras)
+
+
+def measure(trained: Trained, dense_model: torch.nn.Module, ctx: RunContext, store: RunStore,
+            run_id: str, input_shape: tuple[int, int, int], flops_dense: int,
+            measure_latency: bool) -> RunSummary:
+    """Final figures of a trained run against ``dense_model`` (its initial weights): accuracy,
+    the three sparsities, parameters, FLOPs, latency; the final mask snapshot if the last step
+    had none."""
     from pruning.metrics.flops import count_flops, masked_flops
     from pruning.metrics.latency import compare_latency
     from pruning.metrics.sparsity import param_counts, sparsity_report
     from pruning.physical import compact_model
 
-    run_id = store.create_run(config, environment(device), name=name)
-    if on_event is not None:  # callers (the app's jobs) learn the new run's id at once
-        on_event(Event("created", 0, 0, {"run_id": run_id}))
-    recorder = StoreRecorder(store, run_id)
-    started = session_started  # duration_s covers the whole call, setup included
-    summary: dict[str, Any] = {}
-    timings: dict[str, float] = {}  # filled by fit (see RunContext.timings) and below
-    final_started: float | None = None  # set once the method's run has returned
+    config, device, model, mask = ctx.config, ctx.device, trained.model, trained.mask
+    ctx.emit("measure", 0, 1, message="measuring FLOPs and latency")
+    test_loss, test_acc = evaluate(model, ctx.data, device, check_stop=ctx.check_stop)
+    if mask is not None:
+        final_step = max(ctx.steps_done, 1)
+        if final_step not in {s["step"] for s in store.snapshots(run_id)}:
+            ctx.recorder.snapshot(final_step, float(ctx.epochs_done), mask)
+    example = torch.zeros((1, *input_shape), device=device)
+    note = None
     try:
-        dense_model = copy.deepcopy(model)
-        dense_counts = param_counts(dense_model, None)
-        steps_per_epoch = bundle.steps_per_epoch("train", config.batch_size)
-        ctx = RunContext(config=config, method_config=method.method_config, data=bundle,
-                         device=device, recorder=recorder, on_event=on_event,
-                         should_stop=should_stop, total_epochs=config.epochs,
-                         snapshot_steps=snapshot_steps(config.epochs * steps_per_epoch,
-                                                       config.snapshots), timings=timings)
-        training_started = ctx.add_time("setup", session_started)
-        try:
-            result = method.run(model, ctx)
-        finally:  # what the method did outside fit's timed parts (scoring at the start,
-            # surgery between phases, conversions) is method work too
-            ended = time.perf_counter()
-            timings["method"] = timings.get("method", 0.0) + ended - training_started \
-                - sum(timings.get(part, 0.0) for part in FIT_PARTS)
-        final_started = ended
-        model, mask = result.model.to(device), result.mask
-        if should_stop is not None and should_stop():
-            raise RunStopped()
-        ctx.emit("measure", 0, 1, message="measuring FLOPs and latency")
-        test_loss, test_acc = evaluate(model, bundle, device, check_stop=ctx.check_stop)
-        if mask is not None:
-            final_step = max(ctx.steps_done, 1)
-            existing = {s["step"] for s in store.snapshots(run_id)}
-            if final_step not in existing:
-                recorder.snapshot(final_step, float(ctx.epochs_done), mask)
-        example = torch.zeros((1, *input_shape), device=device)
-        try:
-            compact = compact_model(model, mask, example)
-        except Exception as exc:  # a layer type the dependency graph cannot cut: say so, go on
-            compact = model
-            summary["compact_note"] = f"physical removal not possible here: {exc}"
-        ctx.check_stop()  # compaction can take seconds on large models: stop between stages
-        final_counts = param_counts(model, mask)
-        compact_counts = param_counts(compact, None)
-        summary.update(
-            test_acc=test_acc, test_loss=test_loss,
-            train_acc=recorder.last_epoch.get("train_acc"),
-            **sparsity_report(config.sparsity, mask, dense_counts["params"],
-                              compact_counts["params"]),
-            params_dense=dense_counts["params"], params=final_counts["params"],
-            params_nonzero=final_counts["params_nonzero"],
-            params_compact=compact_counts["params"],
-            flops_dense=flops_dense,
-            flops=masked_flops(model, mask, input_shape),
-            flops_compact=count_flops(compact, input_shape),
-            epochs_done=ctx.epochs_done, steps_done=ctx.steps_done,
-        )
-        if mask is None:  # the architecture changed instead: only effective sparsity applies
-            summary["mask_sparsity"] = None
-        summary.update(result.summary)
-        if measure_latency:
-            ctx.check_stop()
-            # Dense and final timed round-robin on one batch (a fair ratio on a busy machine);
-            # 12 rounds give a stable median in well under 0.1 s for the default model. The
-            # Speed lab measures more batch sizes and forms on request.
-            latency = compare_latency({"final": compact, "dense": dense_model}, input_shape,
-                                      device, batch_size=min(64, config.batch_size), warmup=2,
-                                      repeats=12, max_seconds=2.0)
-            final_latency, dense_latency = latency["final"], latency["dense"]
-            summary.update(latency_ms=final_latency["median_ms"],
-                           latency_p90_ms=final_latency["p90_ms"],
-                           latency_dense_ms=dense_latency["median_ms"],
-                           latency_batch_size=final_latency["batch_size"],
-                           latency_device=final_latency["device"],
-                           latency_dtype=final_latency["dtype"],
-                           latency_threads=final_latency["threads"])
+        compact = compact_model(model, mask, example)
+    except Exception as exc:  # a layer type the dependency graph cannot cut: say so, go on
+        compact, note = model, f"physical removal not possible here: {exc}"
+    ctx.check_stop()  # compaction can take seconds on large models: stop between stages
+    dense_params = param_counts(dense_model, None)["params"]
+    final_counts = param_counts(model, mask)
+    compact_params = param_counts(compact, None)["params"]
+    sparsities = sparsity_report(config.sparsity, mask, dense_params, compact_params)
+    if mask is None:  # the architecture changed instead: only effective sparsity applies
+        sparsities["mask_sparsity"] = None
+    latency: dict[str, Any] = {}
+    if measure_latency:
         ctx.check_stop()
-        store.save_model(run_id, model, whole_module=method.changes_architecture)
-        timings["final_measurement"] = time.perf_counter() - final_started
-        summary["duration_s"] = time.perf_counter() - started
-        summary["time_breakdown_s"] = _rounded(timings)
-        store.finish_run(run_id, "done", summary)
-    except (RunStopped, KeyboardInterrupt):
-        _final_time(timings, final_started)
-        store.finish_run(run_id, "stopped", _partial(summary, recorder, started, timings),
-                         error="stopped by the user")
-    except RunDiverged as exc:  # the reason and its fix, in one line: no traceback to read
-        _final_time(timings, final_started)
-        store.finish_run(run_id, "failed", _partial(summary, recorder, started, timings),
-                         error=str(exc))
-    except Exception as exc:  # a failed run is recorded with what it had, never lost
-        _final_time(timings, final_started)
-        store.finish_run(run_id, "failed", _partial(summary, recorder, started, timings),
-                         error=str(exc) if isinstance(exc, StoreError)  # names file and fix
-                         else f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
-    return store.get_run(run_id)
-
-
-TIME_PARTS = {
-    "setup": "setup (data, model, store entry)",
-    "training": "training steps",
-    "method": "the method's own work (re-pruning and mask re-application after each step, "
-              "scoring, surgery between phases, attentions, ADMM)",
-    "evaluation": "evaluation after each epoch",
-    "recording": "recording (epoch rows, mask snapshots)",
-    "final_measurement": "final evaluation, FLOPs, compaction, latency and saving",
-}
-
-
-FIT_PARTS = ("training", "method", "evaluation", "recording")  # what fit's clock measures
-
-
-def _final_time(timings: dict[str, float], final_started: float | None) -> None:
-    """A run that ended during its final measurement: the time that stage ran."""
-    if final_started is not None and "final_measurement" not in timings:
-        timings["final_measurement"] = time.perf_counter() - final_started
+        # Dense and final timed round-robin on one batch (a fair ratio on a busy machine);
+        # 12 rounds give a stable median in well under 0.1 s for the default model. The
+        # Speed lab measures more batch sizes and forms on request.
+        timed = compare_latency({"final": compact, "dense": dense_model}, input_shape,
+                                device, batch_size=min(64, config.batch_size), warmup=2,
+                                repeats=12, max_seconds=2.0)
+        final, dense = timed["final"], timed["dense"]
+        latency = dict(latency_ms=final["median_ms"], latency_p90_ms=final["p90_ms"],
+                       latency_dense_ms=dense["median_ms"],
+                       latency_batch_size=final["batch_size"], latency_device=final["device"],
+                       latency_dtype=final["dtype"], latency_threads=final["threads"])
+    return RunSummary(
+        test_acc=test_acc, test_loss=test_loss,
+        train_acc=ctx.recorder.last_epoch.get("train_acc"), **sparsities,
+        params_dense=dense_params, params=final_counts["params"],
+        params_nonzero=final_counts["params_nonzero"], params_compact=compact_params,
+        flops_dense=flops_dense, flops=masked_flops(model, mask, input_shape),
+        flops_compact=count_flops(compact, input_shape),
+        epochs_done=ctx.epochs_done, steps_done=ctx.steps_done, compact_note=note,
+        extras=trained.extras, **latency)
 
 
 def _rounded(timings: dict[str, float]) -> dict[str, float]:
@@ -275,26 +275,13 @@ def _rounded(timings: dict[str, float]) -> dict[str, float]:
     return {part: round(timings[part], 3) for part in TIME_PARTS if part in timings}
 
 
-def time_breakdown_text(summary: dict[str, Any]) -> str | None:
-    """One line: where a run's time went, e.g. "training steps 2.71 s (78 %) · ...", or None."""
-    breakdown = summary.get("time_breakdown_s")
-    if not breakdown:
-        return None
-    total = sum(breakdown.values()) or 1.0
-    return " · ".join(f"{TIME_PARTS.get(part, part)} {seconds:.2f} s ({seconds / total:.0%})"
-                      for part, seconds in breakdown.items())
-
-
-def _partial(summary: dict[str, Any], recorder: StoreRecorder, started: float,
-             timings: dict[str, float]) -> dict[str, Any]:
+def _partial(ctx: RunContext, trained: Trained | None, duration: float) -> dict[str, Any]:
     """What a stopped or failed run had: the last epoch's metrics and the time it ran."""
-    last = recorder.last_epoch
-    partial = dict(summary)
-    for key in ("test_acc", "test_loss", "train_acc", "target_sparsity", "mask_sparsity"):
-        if key not in partial and last.get(key) is not None:
-            partial[key] = last[key]
-    partial["epochs_done"] = last.get("epoch", 0)
-    partial["duration_s"] = time.perf_counter() - started
-    if timings:
-        partial["time_breakdown_s"] = _rounded(timings)
-    return partial
+    last = ctx.recorder.last_epoch
+    summary = RunSummary(
+        test_acc=last.get("test_acc"), test_loss=last.get("test_loss"),
+        train_acc=last.get("train_acc"), target_sparsity=last.get("target_sparsity"),
+        mask_sparsity=last.get("mask_sparsity"), epochs_done=last.get("epoch", 0),
+        duration_s=duration, time_breakdown_s=_rounded(ctx.stopwatch.parts) or None,
+        extras=trained.extras if trained is not None else {})
+    return summary.to_dict()

@@ -54,6 +54,7 @@ from typing import Any, Iterator
 
 from pruning.config import ConfigError, RunConfig
 from pruning.masks import Mask
+from pruning.results import stored_summary
 
 STATUSES = ("running", "done", "failed", "stopped")
 
@@ -539,7 +540,7 @@ class RunStore:
             except (TypeError, ValueError) as exc:
                 raise _Undecodable(f"its config cannot be read: {exc}") from None
         return Run(id=run_id, config=run_config, status=status, created=created,
-                   finished=finished, name=name, summary=values["summary"],
+                   finished=finished, name=name, summary=stored_summary(values["summary"]),
                    environment=values["environment"], error=error, unknown_fields=unknown)
 
     _RUN_COLUMNS = "id, created, finished, status, name, config, summary, environment, error"

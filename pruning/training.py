@@ -10,6 +10,11 @@ the end of a run whose loss or weights stop being finite (``RunDiverged``, see `
 The hot loop avoids work that does not change results: evaluation runs once per epoch, events
 are emitted a few times per epoch, and mask statistics are taken from the hooks' current Mask
 only when recorded.
+
+Evaluation, mask snapshots, epoch records and events are composable callbacks around the loop
+(``standard_callbacks``, after open_lth's): a caller can drop, reorder or add one through
+``RunContext.callbacks`` without touching the loop. ``TrainHooks`` stay for what changes the
+training itself.
 """
 from __future__ import annotations
 
@@ -70,6 +75,57 @@ class MemoryRecorder:
         self.snapshots.append((step, epoch, mask))
 
 
+class Stopwatch:
+    """Where a run's time goes: ``with stopwatch("method"): ...`` adds the block's time to a part.
+
+    Spans nest and a part is charged only its own time: entering an inner span pauses the outer
+    one, leaving it resumes the outer, so a method's fit (training, evaluation, recording inside
+    the method's span) is never counted twice and nothing is found by subtraction. ``clock`` is
+    injectable (tests advance a fake clock). On a GPU kernels run asynchronously and the clock is
+    read without waiting for them, so there the split between parts is approximate (a part that
+    waits for the device is charged what was still queued).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter):
+        self.clock = clock
+        self.parts: dict[str, float] = {}
+        self._open: list[str] = []  # the parts of the spans now open, innermost last
+        self._since = 0.0           # when the innermost open span was last charged
+
+    def __call__(self, part: str) -> "_Span":
+        return _Span(self, part)
+
+    def _enter(self, part: str) -> None:
+        now = self.clock()
+        if self._open:
+            self._charge(now)
+        self._open.append(part)
+        self._since = now
+
+    def _exit(self) -> None:
+        self._charge(self.clock())
+        self._open.pop()
+
+    def _charge(self, now: float) -> None:
+        part = self._open[-1]
+        self.parts[part] = self.parts.get(part, 0.0) + now - self._since
+        self._since = now
+
+
+class _Span:
+    """One ``with stopwatch(part):`` block (a class, not a generator: it runs at every step)."""
+    __slots__ = ("stopwatch", "part")
+
+    def __init__(self, stopwatch: Stopwatch, part: str):
+        self.stopwatch, self.part = stopwatch, part
+
+    def __enter__(self) -> None:
+        self.stopwatch._enter(self.part)
+
+    def __exit__(self, *exc_info) -> None:
+        self.stopwatch._exit()
+
+
 @dataclass
 class RunContext:
     """Everything a method needs to train: config, its own settings, data, device, callbacks."""
@@ -85,18 +141,12 @@ class RunContext:
     steps_done: int = 0
     total_epochs: int = 0  # planned epochs over all phases, for progress; set by the method
     snapshot_steps: set[int] = field(default_factory=set)
-    # Seconds spent per part of the run, summed over phases: "training" (the step loop: batches,
-    # forward, backward, optimizer), "method" (hooks after each step and per epoch), "evaluation",
-    # "recording"; the session adds the rest. On a GPU kernels run asynchronously and the clock
-    # is read without waiting for them, so there the split between parts is approximate (a part
-    # that waits for the device is charged what was still queued).
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def add_time(self, part: str, since: float) -> float:
-        """Add the time from ``since`` (a perf_counter value) to ``part``; returns now."""
-        now = time.perf_counter()
-        self.timings[part] = self.timings.get(part, 0.0) + now - since
-        return now
+    # Seconds per part of the run, summed over phases: "training" (the step loop: batches,
+    # forward, backward, optimizer), "method" (hooks after each step and per epoch),
+    # "evaluation", "recording"; the session times the rest with the same stopwatch.
+    stopwatch: Stopwatch = field(default_factory=Stopwatch)
+    # What happens around fit's steps and epochs; None = standard_callbacks()
+    callbacks: list["Callback"] | None = None
 
     def emit(self, phase: str, step: int, total: int, **metrics: Any) -> None:
         if self.on_event is not None:
@@ -107,6 +157,7 @@ class RunContext:
             raise RunStopped()
 
     def generator(self, salt: int = 0) -> torch.Generator:
+        """A private generator for one use (data order, sampling) of this run's seed."""
         return torch.Generator().manual_seed(self.config.seed * 1000003 + salt)
 
 
@@ -188,98 +239,190 @@ def evaluate(model: nn.Module, data, device: torch.device, split: str = "test",
     return total_loss / max(count, 1), correct / max(count, 1)
 
 
+@dataclass
+class FitState:
+    """What ``fit``'s callbacks see: the run, the model, and where the loop is."""
+    ctx: RunContext
+    model: nn.Module
+    hooks: TrainHooks
+    optimizer: torch.optim.Optimizer
+    phase: str
+    epochs: int                 # epochs of this fit
+    steps_per_epoch: int
+    total_steps: int            # optimizer steps of this fit
+    epoch: int = 0              # this fit's current epoch (0-based); at "epoch": the one ended
+    step: int = 0               # optimizer steps of this fit so far
+    divergence: _Divergence | None = None  # finds the first non-finite loss or weight
+    loss: torch.Tensor | None = None  # the last step's task loss, detached
+    epoch_started: float = 0.0  # stopwatch clock at the start of the epoch
+    row: dict[str, Any] = field(default_factory=dict)  # at "epoch": the epoch's record so far
+
+
+#: ``callback(moment, state)``, moment "step" (after each optimizer step and the hooks) or
+#: "epoch" (after each epoch's steps; ``state.row`` holds the epoch's training loss/accuracy)
+Callback = Callable[[str, FitState], None]
+
+
+def run_at(moment: str, action: Callable[[FitState], None]) -> Callback:
+    """A callback that runs ``action(state)`` at ``moment`` ("step" or "epoch") only."""
+    def callback(at: str, state: FitState) -> None:
+        if at == moment:
+            action(state)
+    callback.__name__ = f"{moment}:{action.__name__}"
+    return callback
+
+
+def every_step(action: Callable[[FitState], None]) -> Callback:
+    """A callback that runs ``action`` after every optimizer step."""
+    return run_at("step", action)
+
+
+def every_epoch(action: Callable[[FitState], None]) -> Callback:
+    """A callback that runs ``action`` at the end of every epoch."""
+    return run_at("epoch", action)
+
+
+def save_snapshot(state: FitState) -> None:
+    """The current mask, at the run's snapshot steps (spread over the whole run)."""
+    ctx = state.ctx
+    if ctx.steps_done not in ctx.snapshot_steps:
+        return
+    mask = state.hooks.mask()
+    if mask is not None:
+        with ctx.stopwatch("recording"):
+            ctx.recorder.snapshot(ctx.steps_done, ctx.epochs_done + state.step
+                                  / state.steps_per_epoch - state.epoch, mask)
+
+
+def events_every(steps_per_epoch: int) -> int:
+    """Steps between progress events: about four per epoch."""
+    return max(1, steps_per_epoch // 4)
+
+
+def emit_progress(state: FitState) -> None:
+    """A progress event about four times per epoch: step of the run's total, loss, target."""
+    ctx, spe = state.ctx, state.steps_per_epoch
+    if state.step % events_every(spe):
+        return
+    # epochs_done counts this fit's finished epochs; ``state.epoch`` of them belong to this fit
+    ctx.emit(state.phase, ctx.epochs_done * spe + (state.step - state.epoch * spe),
+             max(ctx.total_epochs, ctx.epochs_done - state.epoch + state.epochs) * spe,
+             loss=float(state.loss), target_sparsity=state.hooks.target_sparsity(),
+             epoch=ctx.epochs_done + 1)
+
+
+def evaluate_test(state: FitState) -> None:
+    """Test loss and accuracy into the epoch's row (a non-finite test loss ends the run)."""
+    ctx = state.ctx
+    with ctx.stopwatch("evaluation"):
+        test_loss, test_acc = evaluate(state.model, ctx.data, ctx.device,
+                                       check_stop=ctx.check_stop)
+    if state.divergence is not None:
+        state.divergence.check_test_loss(test_loss)
+    state.row.update(test_loss=test_loss, test_acc=test_acc)
+
+
+def record_epoch(state: FitState) -> None:
+    """The epoch's row (metrics, sparsities, the method's own values) into the recorder."""
+    ctx, hooks = state.ctx, state.hooks
+    with ctx.stopwatch("recording"):
+        mask = hooks.mask()
+        state.row.update({
+            "lr": state.optimizer.param_groups[0]["lr"],
+            "target_sparsity": hooks.target_sparsity(),
+            "mask_sparsity": None if mask is None else mask.sparsity(),
+            "layer_sparsity": None if mask is None else mask.layer_sparsity(),
+            "epoch_time_s": ctx.stopwatch.clock() - state.epoch_started,
+        })
+    with ctx.stopwatch("method"):
+        state.row.update(hooks.epoch_metrics(state.model))
+    with ctx.stopwatch("recording"):
+        ctx.recorder.epoch(state.row)
+
+
+def emit_epoch(state: FitState) -> None:
+    """An end-of-epoch event with the epoch's row (the live curves' points)."""
+    ctx, spe, row = state.ctx, state.steps_per_epoch, state.row
+    with ctx.stopwatch("recording"):
+        ctx.emit(state.phase, ctx.epochs_done * spe, max(ctx.total_epochs, ctx.epochs_done) * spe,
+                 **{k: v for k, v in row.items() if k not in ("layer_sparsity", "phase", "step")},
+                 epoch_end=True)
+
+
+def standard_callbacks() -> list[Callback]:
+    """What every run does around its steps: mask snapshots, progress events, per-epoch test
+    evaluation, the epoch's record and its event, in that order."""
+    return [every_step(save_snapshot), every_step(emit_progress), every_epoch(evaluate_test),
+            every_epoch(record_epoch), every_epoch(emit_epoch)]
+
+
 def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | None = None,
         phase: str = "train", lr: float | None = None) -> FitResult:
-    """Train ``model`` for ``epochs`` epochs with ``hooks``; records each epoch in ctx.recorder.
+    """Train ``model`` for ``epochs`` epochs with ``hooks``; ``ctx.callbacks`` (by default
+    ``standard_callbacks()``) evaluate, record and report around the steps.
 
+    The step loop is timed as "training", the hooks' step work as "method"; what fit does
+    outside the loop (optimizer set-up, ``on_train_start``) counts to the caller's open span.
     Raises RunStopped (after recording what it had) when ctx.should_stop() becomes true.
     """
     hooks = hooks or TrainHooks()
-    config, data, device = ctx.config, ctx.data, ctx.device
+    config, data, device, timer = ctx.config, ctx.data, ctx.device, ctx.stopwatch
+    callbacks = standard_callbacks() if ctx.callbacks is None else ctx.callbacks
     model.to(device).train()
     optimizer = make_optimizer(hooks.parameters(model), config, lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     steps_per_epoch = data.steps_per_epoch("train", config.batch_size)
     total_steps = max(1, epochs * steps_per_epoch)
     hooks.on_train_start(model, total_steps)
-    events_every = max(1, steps_per_epoch // 4)
     generator = ctx.generator(salt=ctx.epochs_done)
     divergence = _Divergence(steps_per_epoch, device)
-    last: dict[str, Any] = {}
-    step = 0
+    state = FitState(ctx, model, hooks, optimizer, phase, epochs, steps_per_epoch, total_steps,
+                     divergence)
+    check_every = events_every(steps_per_epoch)
     for epoch in range(epochs):
-        started = clock = time.perf_counter()  # ``clock``: start of the span now being timed
+        state.epoch, state.epoch_started = epoch, timer.clock()
         divergence.start_epoch(ctx.epochs_done + 1, ctx.steps_done + 1)
-        loss_sum = torch.zeros((), device=device)
-        correct_sum = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        for x, y in data.batches("train", config.batch_size, shuffle=True, generator=generator):
-            ctx.check_stop()
-            progress = step / total_steps
-            factor = lr_factor(config.lr_schedule, progress)
-            for group, base in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = base * factor
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x)  # (B, classes)
-            task_loss = F.cross_entropy(logits, y)
-            loss = hooks.loss(model, task_loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            divergence.record(task_loss, loss)
-            step += 1
-            ctx.steps_done += 1
-            method_started = ctx.add_time("training", clock)
-            hooks.after_step(model, step, step / total_steps, (x, y))
-            clock = ctx.add_time("method", method_started)
-            # Accumulate on the device; one sync per epoch instead of one per step.
-            loss_sum += task_loss.detach() * y.numel()
-            correct_sum += (logits.detach().argmax(1) == y).sum()
-            seen += y.numel()
-            if ctx.steps_done in ctx.snapshot_steps:
-                mask = hooks.mask()
-                if mask is not None:
-                    recording_started = ctx.add_time("training", clock)
-                    ctx.recorder.snapshot(ctx.steps_done, ctx.epochs_done + step / steps_per_epoch
-                                          - epoch, mask)
-                    clock = ctx.add_time("recording", recording_started)
-            if step % events_every == 0:
-                divergence.check_losses()  # here the event's float(loss) syncs anyway
-                target = hooks.target_sparsity()
-                ctx.emit(phase, ctx.epochs_done * steps_per_epoch + (step - epoch * steps_per_epoch),
-                         # epochs_done already counts this fit's finished epochs
-                         max(ctx.total_epochs, ctx.epochs_done - epoch + epochs) * steps_per_epoch,
-                         loss=float(task_loss.detach()), target_sparsity=target, epoch=ctx.epochs_done + 1)
-        train_loss = float(loss_sum) / max(seen, 1)
-        train_acc = float(correct_sum) / max(seen, 1)
-        divergence.check_losses()
-        divergence.check_weights(model)
-        evaluation_started = ctx.add_time("training", clock)
-        test_loss, test_acc = evaluate(model, data, device, check_stop=ctx.check_stop)
-        divergence.check_test_loss(test_loss)
-        recording_started = ctx.add_time("evaluation", evaluation_started)
+        with timer("training"):
+            loss_sum = torch.zeros((), device=device)
+            correct_sum = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            for x, y in data.batches("train", config.batch_size, shuffle=True,
+                                     generator=generator):
+                ctx.check_stop()
+                factor = lr_factor(config.lr_schedule, state.step / total_steps)
+                for group, base in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = base * factor
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                logits = model(x)  # (B, classes)
+                task_loss = F.cross_entropy(logits, y)
+                loss = hooks.loss(model, task_loss)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                divergence.record(task_loss, loss)
+                state.step += 1
+                ctx.steps_done += 1
+                with timer("method"):
+                    hooks.after_step(model, state.step, state.step / total_steps, (x, y))
+                # Accumulate on the device; one sync per epoch instead of one per step.
+                state.loss = task_loss.detach()
+                loss_sum += state.loss * y.numel()
+                correct_sum += (logits.detach().argmax(1) == y).sum()
+                seen += y.numel()
+                if state.step % check_every == 0:
+                    divergence.check_losses()  # the progress event's float(loss) syncs anyway
+                for callback in callbacks:
+                    callback("step", state)
+            train_loss = float(loss_sum) / max(seen, 1)
+            train_acc = float(correct_sum) / max(seen, 1)
+            divergence.check_losses()
+            divergence.check_weights(model)
         ctx.epochs_done += 1
-        mask = hooks.mask()
-        row: dict[str, Any] = {
-            "epoch": ctx.epochs_done, "phase": phase, "step": ctx.steps_done,
-            "train_loss": train_loss, "train_acc": train_acc,
-            "test_loss": test_loss, "test_acc": test_acc,
-            "lr": optimizer.param_groups[0]["lr"],
-            "target_sparsity": hooks.target_sparsity(),
-            "mask_sparsity": None if mask is None else mask.sparsity(),
-            "layer_sparsity": None if mask is None else mask.layer_sparsity(),
-            "epoch_time_s": time.perf_counter() - started,
-        }
-        method_started = ctx.add_time("recording", recording_started)
-        row.update(hooks.epoch_metrics(model))
-        recording_started = ctx.add_time("method", method_started)
-        ctx.recorder.epoch(row)
-        ctx.add_time("recording", recording_started)
-        last = row
-        ctx.emit(phase, ctx.epochs_done * steps_per_epoch,
-                 max(ctx.total_epochs, ctx.epochs_done) * steps_per_epoch,
-                 **{k: v for k, v in row.items() if k not in ("layer_sparsity", "phase", "step")}, epoch_end=True)
-    return FitResult(step, epochs, last)
+        state.row = {"epoch": ctx.epochs_done, "phase": phase, "step": ctx.steps_done,
+                     "train_loss": train_loss, "train_acc": train_acc}
+        for callback in callbacks:
+            callback("epoch", state)
+    return FitResult(state.step, epochs, state.row)
 
 
 class _Divergence:

@@ -133,7 +133,7 @@ def test_home_default_run_completes_and_appears_on_runs(empty_home, tiny_default
     no_exception(at)
     assert [s.value for s in at.success] and "finished" in at.success[0].value
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Weights zero (mask)"] == "90.0%"
+    assert metrics["Sparsity (mask, or parameters removed)"] == "90.0%"
     run_id = job.progress().run_id
     run = RunStore(empty_home).get_run(run_id)
     assert run.status == "done" and run.config == TINY

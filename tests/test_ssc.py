@@ -17,6 +17,7 @@ from pruning.methods.ssc import (FULL, POINTWISE, SSCConv2d, SscConfig, choose_p
                                  pattern_matrix, period_options, ssc_baseline_configs,
                                  ssc_forward_vs_masked, ssc_layers, to_ssc)
 from pruning.models import build_model
+from pruning.metrics.flops import count_flops
 from pruning.training import MemoryRecorder, RunContext
 
 
@@ -230,13 +231,15 @@ def test_ssc_run_records_patterns_and_trains(digits):
     config = RunConfig(method="ssc", epochs=1, batch_size=64, sparsity=0.8)
     digits.train_x, digits.train_y = digits.train_x[:128], digits.train_y[:128]
     model = build_model(config, 1, 10, 8)
+    params_dense, flops_dense = _params(model), count_flops(model, (1, 8, 8))
     recorder = MemoryRecorder()
     ctx = RunContext(config, method_config(config), digits, torch.device("cpu"), recorder)
     result = METHODS.get("ssc")(config, method_config(config)).run(model, ctx)
     assert result.mask is None and METHODS.get("ssc").changes_architecture
-    summary = result.summary
-    assert summary["params_ssc"] < summary["params_dense"]
-    assert summary["flops_ssc"] < summary["flops_dense"]
+    summary = result.summary  # SSC's extras; parameters and FLOPs are the session's
+    assert _params(result.model) < params_dense
+    assert count_flops(result.model, (1, 8, 8)) < flops_dense
+    assert summary["conv_params"] < summary["conv_params_dense"]
     assert summary["density"] <= 0.2 and summary["layers"] == 3
     patterns = [p for kind, _, p in recorder.traces if kind == "ssc_pattern"]
     assert [p["layer"] for p in patterns] == ["conv2.0", "conv3.0", "conv4.0"]
@@ -246,7 +249,10 @@ def test_ssc_run_records_patterns_and_trains(digits):
         assert len(p["pattern"]) == min(32, p["out"]) and len(p["pattern"][0]) == min(32, p["in"])
         assert {v for row in p["pattern"] for v in row} <= {0, 1, 2}
     assert [row["phase"] for row in recorder.epochs] == ["train"]
-    assert sum(p.numel() for p in result.model.parameters()) == summary["params_ssc"]
+
+
+def _params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def test_ssc_config_validation():

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pruning.config import ConfigError, RunConfig
-from pruning.session import time_breakdown_text
+from pruning.results import METRICS, Metric, time_breakdown_text
 from pruning.store import Run, RunStore, StoreUnreadableError, home_dir
 from ui import jobs, live, state, store_health
 from ui.safe_text import md
@@ -104,6 +104,31 @@ def fmt_ms(value: Any) -> str:
     return "–" if value is None or pd.isna(value) else f"{float(value):.2f} ms"
 
 
+#: how st.dataframe shows each metric format of pruning.results.FORMATS
+COLUMN_FORMATS = {"pct": "percent", "int": "localized", "mflops": "compact", "ms": "%.2f ms",
+                  "s": "%.1f s", "float": "%.4g"}
+
+
+def metric_column(metric: Metric) -> Any:
+    """The column config of a metric in ``st.dataframe``: its label, format and help."""
+    return st.column_config.NumberColumn(metric.label, format=COLUMN_FORMATS[metric.fmt],
+                                         help=metric.description or None)
+
+
+def metric_columns(view: str) -> dict[str, Any]:
+    """Column configs of every metric shown in ``view`` (pruning.results.VIEWS), in order."""
+    return {metric.key: metric_column(metric) for metric in METRICS.view(view)}
+
+
+def metric_tiles(summary: dict[str, Any], view: str, per_row: int = 5) -> None:
+    """``st.metric`` tiles of the metrics shown in ``view`` (missing values as "–")."""
+    metrics = METRICS.view(view)
+    for start in range(0, len(metrics), per_row):
+        for col, metric in zip(st.columns(per_row), metrics[start:start + per_row]):
+            col.metric(metric.label[:1].upper() + metric.label[1:],
+                       metric.text(metric.value(summary)), help=metric.description or None)
+
+
 def fmt_time(epoch_seconds: float | None) -> str:
     if not epoch_seconds:
         return "–"
@@ -130,14 +155,11 @@ def runs_frame(runs: Sequence[Run], titles: bool = True) -> pd.DataFrame:
                "dataset": c.dataset, "method": c.method, "schedule": c.schedule,
                "granularity": c.granularity, "scope": c.scope, "target": c.sparsity,
                "seed": c.seed, "epochs": c.epochs}
+        for metric in METRICS:  # derived ones too (the headline "sparsity")
+            row[metric.key] = metric.value(run.summary)
         for key, value in run.summary.items():
             if isinstance(value, (int, float, str, bool)) or value is None:
                 row.setdefault(key, value)
-        # One headline sparsity for every run: the mask's, or for methods that remove channels
-        # instead of masking (i-SpaSP, SSC) the fraction of parameters physically gone.
-        mask_sparsity = run.summary.get("mask_sparsity")
-        row["sparsity"] = (mask_sparsity if mask_sparsity is not None
-                           else run.summary.get("effective_sparsity"))
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else list(RUN_COLUMNS))
 
@@ -275,28 +297,10 @@ def run_report(run: Run, *, key: str, store_: RunStore | None = None,
                       f"{' …' if len(missing) > 5 else ''} missing in {store_.run_dir(run.id)}. "
                       f"Its history and summary below are intact; what needs those files "
                       f"(mask pictures, export) cannot be made for it."))
-    cols = st.columns(5)
-    cols[0].metric("Test accuracy", fmt_pct(s.get("test_acc")))
-    cols[1].metric("Target sparsity", fmt_pct(s.get("target_sparsity", run.config.sparsity)),
-                   help="What the schedule asked for at the end of training.")
-    cols[2].metric("Mask sparsity", fmt_pct(s.get("mask_sparsity")),
-                   help="Zeros among the prunable weights (first and last layer excluded "
-                        "unless chosen).")
-    cols[3].metric("Effective sparsity", fmt_pct(s.get("effective_sparsity")),
-                   help="Share of all parameters that physically disappear when empty "
-                        "channels are cut out of the network.")
-    where = (f"median over batches of {s.get('latency_batch_size', '–')} on "
-             f"{s.get('latency_device', 'this machine')}")
-    cols[4].metric("Latency, final model", fmt_ms(s.get("latency_ms")),
-                   help=f"{where}, after physical removal")
-    cols = st.columns(5)
-    cols[0].metric("Parameters nonzero", fmt_int(s.get("params_nonzero")),
-                   help=f"of {fmt_int(s.get('params_dense'))} in the dense model")
-    cols[1].metric("Parameters after removal", fmt_int(s.get("params_compact")))
-    cols[2].metric("FLOPs under the mask", fmt_mflops(s.get("flops")),
-                   help=f"dense: {fmt_mflops(s.get('flops_dense'))} per image")
-    cols[3].metric("FLOPs after removal", fmt_mflops(s.get("flops_compact")))
-    cols[4].metric("Latency, dense model", fmt_ms(s.get("latency_dense_ms")), help=where)
+    metric_tiles(s, "detail")
+    if s.get("latency_device"):
+        caption(f"Latency: median over batches of {s.get('latency_batch_size', '–')} on "
+                f"{s['latency_device']}, the final model after physical removal.")
     where_time_went = time_breakdown_text(s)
     if where_time_went:
         caption(f"Where the time went: {where_time_went}.")

@@ -57,6 +57,7 @@ from torch.nn.utils import parametrize
 from pruning.masks import Mask, prunable_layers
 from pruning.methods.allocation import global_magnitude_allocation, uniform_allocation
 from pruning.methods.base import METHODS, Method, MethodResult
+from pruning.results import TraceKind
 from pruning.training import TrainHooks, fit
 
 ATTENTION_INIT = 0.5
@@ -249,7 +250,7 @@ class AswlHooks(TrainHooks):
         return 1.0 - kept / sum(self.sizes)
 
     def record(self, step: int) -> None:
-        self.recorder.trace("aswl", step, {
+        self.recorder.trace(ASWL.name, step, {
             "layers": self.names,
             "attention": self.attention.detach().cpu().tolist(),
             "ratio": list(self.ratios),
@@ -268,9 +269,30 @@ class AswlHooks(TrainHooks):
                 "aswl_ratio": dict(zip(self.names, self.ratios))}
 
 
+ASWL = TraceKind("aswl", {
+    "layers": list[str], "attention": list[float], "ratio": list[float], "density": float},
+    "every few steps: each layer's attention and pruning ratio, and the overall density")
+ASWL_FINAL = TraceKind("aswl_final", {
+    "layers": list[str], "ratio_aswl": list[float], "ratio_uniform": list[float],
+    "ratio_global_magnitude": list[float], "sizes": list[int]},
+    "at the end: the learned per-layer ratios beside uniform and global-magnitude allocations "
+    "of the same sparsity")
+
+
+@dataclass(frozen=True)
+class AswlExtras:
+    """ASWL's own results (the run summary's ``extras``)."""
+    aswl_layer_ratio: dict[str, float]   # final pruning ratio per layer
+    aswl_attention: dict[str, float]     # final attention per layer
+    aswl_target_density: float
+    aswl_sparsity: float
+
+
 @METHODS.register("aswl", config=AswlConfig, description=DESCRIPTION)
 class AswlMethod(Method):
     description = DESCRIPTION
+    extras = AswlExtras
+    traces = (ASWL, ASWL_FINAL)
 
     def run(self, model: nn.Module, ctx) -> MethodResult:
         cfg: AswlConfig = self.method_config or AswlConfig()
@@ -294,7 +316,7 @@ class AswlMethod(Method):
         names = list(layers)
         ratios = [mask.layer_sparsity()[name] for name in names]
         sizes = hooks.sizes
-        ctx.recorder.trace("aswl_final", ctx.steps_done, {
+        ctx.recorder.trace(ASWL_FINAL.name, ctx.steps_done, {
             "layers": names,
             "ratio_aswl": ratios,
             "ratio_uniform": uniform_allocation(sizes, mask.sparsity()),

@@ -9,7 +9,8 @@ Two shapes of method exist (ARCHITECTURE.md "Interfaces"):
   override ``run`` and use ``training.fit`` with their own ``TrainHooks``.
 
 Every method is registered in ``METHODS`` with its own frozen config dataclass (possibly empty)
-and receives the validated instance as ``method_config``.
+and receives the validated instance as ``method_config``. It declares what it reports: the
+dataclass of its own results (``extras``) and the trace kinds it writes (``traces``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from torch import nn
 from pruning.config import RunConfig
 from pruning.masks import Mask
 from pruning.registry import Registry, build_config
+from pruning.results import TraceKind
 
 METHODS: Registry[type] = Registry("method")
 """Registered method classes (filled when ``pruning.methods`` imports its modules)."""
@@ -36,7 +38,8 @@ def method_config(config: RunConfig) -> Any:
 
 @dataclass
 class MethodResult:
-    """What ``run`` hands back: the final model (maybe transformed), its mask, extra summary."""
+    """What ``run`` hands back: the final model (maybe transformed), its mask, and the method's
+    own results (the run summary's ``extras``: the fields of the method's ``extras`` dataclass)."""
     model: nn.Module
     mask: Mask | None
     summary: dict[str, Any] = field(default_factory=dict)
@@ -49,6 +52,10 @@ class Method(ABC):
     description: str = ""
     #: True when the method removes channels physically (parameters/FLOPs really drop)
     changes_architecture: bool = False
+    #: the dataclass of the method's own results (``MethodResult.summary``); None: none
+    extras: type | None = None
+    #: the kinds of trace the method writes (``pruning.results.TraceKind``), with their payloads
+    traces: tuple[TraceKind, ...] = ()
     #: True when a schedule drives the method, which then reads the RunConfig fields marked
     #: ``follows_schedule`` (scope, granularity, the schedule …); others must leave them default
     follows_schedule: bool = False

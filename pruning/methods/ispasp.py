@@ -61,8 +61,9 @@ from torch import nn
 
 from pruning.config import Bounds, ConfigError, setting
 from pruning.methods.base import METHODS, Method, MethodResult
-from pruning.metrics.flops import count_flops
+from pruning.results import TraceKind
 from pruning.metrics.sparsity import param_counts
+from pruning.results import TraceKind
 from pruning.training import evaluate, fit, make_optimizer
 
 DESCRIPTION = (
@@ -418,8 +419,34 @@ def _split_epochs(epochs: int, cfg: IspaspConfig) -> tuple[int, int]:
     return pretrain, max(finetune, 0)
 
 
+ISPASP_RESIDUAL = TraceKind("ispasp_residual", {
+    "block": str, "iteration": int, "residual": float, "relative": float, "candidate": float},
+    "one CoSaMP iteration of one block: ½‖Y_dense − Y_S‖² of the kept set, its norm relative to "
+    "‖Y_dense‖, and the same residual of that iteration's own candidate support")
+ISPASP_UNITS = TraceKind("ispasp_units", {
+    "block": str, "layer2": str, "channels": int, "kept": int, "chosen": list[int],
+    "params_after": int},
+    "one pruned block: the hidden units it had, those kept, and the model's parameters after")
+
+
+@dataclass(frozen=True)
+class IspaspExtras:
+    """i-SpaSP's own results (the run summary's ``extras``)."""
+    acc_dense: float             # test accuracy after pre-training
+    acc_pruned: float            # right after pruning, before fine-tuning
+    acc_finetuned: float         # after fine-tuning
+    blocks: int
+    channels_dense: int          # hidden units/channels of all blocks before pruning
+    channels_kept: int
+    prune_time_s: float
+    pretrain_epochs: int
+    finetune_epochs: int
+
+
 @METHODS.register("ispasp", config=IspaspConfig, description=DESCRIPTION)
 class Ispasp(Method):
+    extras = IspaspExtras
+    traces = (ISPASP_RESIDUAL, ISPASP_UNITS)
     description = DESCRIPTION
     changes_architecture = True
 
@@ -429,7 +456,6 @@ class Ispasp(Method):
         pretrain, finetune = _split_epochs(config.epochs, cfg)
         ctx.total_epochs = pretrain + finetune
         model.to(device)
-        input_shape = tuple(data.train_x.shape[1:])
         blocks = find_blocks(model, data.train_x[:2].to(device))
         if not blocks:
             raise ConfigError(f"i-SpaSP found no prunable block in model {config.model!r}; "
@@ -438,20 +464,15 @@ class Ispasp(Method):
             acc_dense = fit(model, ctx, epochs=pretrain, phase="pretrain").last["test_acc"]
         else:
             acc_dense = evaluate(model, data, device)[1]
-        params_dense = param_counts(model, None)["params"]
-        flops_dense = count_flops(model, input_shape)
         started = time.perf_counter()
         pruned = self.prune(model, ctx, blocks)
         prune_time = time.perf_counter() - started
         acc_pruned = evaluate(model, data, device)[1]
-        params_pruned = param_counts(model, None)["params"]
-        flops_pruned = count_flops(model, input_shape)
         acc_finetuned = acc_pruned
         if finetune:
             acc_finetuned = fit(model, ctx, epochs=finetune, phase="finetune").last["test_acc"]
+        # parameters and FLOPs before and after are the run summary's own (params_compact ...)
         summary: dict[str, Any] = {
-            "params_dense": params_dense, "params_pruned": params_pruned,
-            "flops_dense": flops_dense, "flops_pruned": flops_pruned,
             "acc_dense": acc_dense, "acc_pruned": acc_pruned, "acc_finetuned": acc_finetuned,
             "blocks": len(blocks),
             "channels_dense": sum(b.channels for b in blocks),
@@ -487,11 +508,11 @@ class Ispasp(Method):
             del hidden
             prune_block(model, block, result.kept, graph)
             for it, residual in enumerate(result.residuals, start=1):
-                ctx.recorder.trace("ispasp_residual", ctx.steps_done, {
+                ctx.recorder.trace(ISPASP_RESIDUAL.name, ctx.steps_done, {
                     "block": block.name, "iteration": it, "residual": residual,
                     "relative": math.sqrt(2.0 * residual) / max(result.dense_norm, 1e-12),
                     "candidate": result.candidates[it - 1]})
-            ctx.recorder.trace("ispasp_units", ctx.steps_done, {
+            ctx.recorder.trace(ISPASP_UNITS.name, ctx.steps_done, {
                 "block": block.name, "layer2": block.layer2, "channels": block.channels,
                 "kept": len(result.kept), "chosen": result.kept,
                 "params_after": param_counts(model, None)["params"]})

@@ -48,6 +48,7 @@ parameter count, the paper's baselines.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -60,8 +61,8 @@ from torch import nn
 from pruning.config import ConfigError, RunConfig
 from pruning.masks import prunable_layers, prunable_parameters
 from pruning.methods.base import METHODS, Method, MethodResult, method_config
-from pruning.metrics.flops import count_flops
 from pruning.metrics.sparsity import param_counts
+from pruning.results import TraceKind
 from pruning.training import fit
 
 DESCRIPTION = (
@@ -581,6 +582,24 @@ def pattern_payload(name: str, layer: SSCConv2d) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # The registered method
 
+SSC_PATTERN = TraceKind("ssc_pattern", {
+    "layer": str, "in": int, "out": int, "kernel": list[int], "period_full": int,
+    "period_pointwise": int, "layout": str, "kind": str, "params": int, "dense_params": int,
+    "masked_fallback": bool, "pattern": list[list[Any]]},
+    "one replaced conv, written before training: its periods, layout, weights and the top-left "
+    "filters × channels of its kernel pattern")
+
+
+@dataclass(frozen=True)
+class SscExtras:
+    """SSC's own results (the run summary's ``extras``)."""
+    conv_params_dense: int       # weights of the convs it replaced
+    conv_params: int             # their weights as SSC convs
+    density_target: float | None  # asked for (None when periods were fixed)
+    density: float               # conv_params / conv_params_dense
+    layers: int                  # convs replaced
+    kinds: dict[str, int]        # replaced convs per kind of SSC layer
+
 
 @dataclass(frozen=True)
 class SscConfig:
@@ -626,6 +645,8 @@ def convert(model: nn.Module, cfg: SscConfig, config: RunConfig) -> nn.Module:
 class Ssc(Method):
     description = DESCRIPTION
     changes_architecture = True
+    extras = SscExtras
+    traces = (SSC_PATTERN,)
 
     @classmethod
     def check_config(cls, config: RunConfig, method_config: Any) -> None:
@@ -642,33 +663,25 @@ class Ssc(Method):
 
     def run(self, model: nn.Module, ctx) -> MethodResult:
         cfg: SscConfig = self.method_config or SscConfig()
-        config, data, device = ctx.config, ctx.data, ctx.device
+        config = ctx.config
         ctx.total_epochs = config.epochs
-        input_shape = tuple(data.train_x.shape[1:])
-        model.to(device)
-        params_dense = param_counts(model, None)["params"]
-        flops_dense = count_flops(model, input_shape)
+        model.to(ctx.device)
         conv_dense = sum(m.weight.numel() for _, m in _convertible(model, cfg.include_stem))
         convert(model, cfg, config)
         layers = ssc_layers(model)
         for name, layer in layers:
-            ctx.recorder.trace("ssc_pattern", ctx.steps_done, pattern_payload(name, layer))
+            ctx.recorder.trace(SSC_PATTERN.name, ctx.steps_done, pattern_payload(name, layer))
         conv_ssc = sum(layer.weight_params for _, layer in layers)
-        params_ssc = param_counts(model, None)["params"]
-        flops_ssc = count_flops(model, input_shape)
-        last = fit(model, ctx, epochs=config.epochs, phase="train").last
+        fit(model, ctx, epochs=config.epochs, phase="train")
         kinds: dict[str, int] = {}
         for _, layer in layers:
             kinds[layer.kind] = kinds.get(layer.kind, 0) + 1
-        summary = {
-            "params_dense": params_dense, "params_ssc": params_ssc,
-            "flops_dense": flops_dense, "flops_ssc": flops_ssc,
-            "conv_params_dense": conv_dense, "conv_params_ssc": conv_ssc,
-            "density_target": _density(cfg, config) if cfg.period_full < 0 else None,
-            "density": conv_ssc / max(conv_dense, 1),
-            "layers": len(layers), "kinds": kinds, "acc": last.get("test_acc"),
-        }
-        return MethodResult(model, None, summary)
+        # parameters, FLOPs and accuracy of the SSC model are the run summary's own
+        extras = SscExtras(
+            conv_params_dense=conv_dense, conv_params=conv_ssc,
+            density_target=_density(cfg, config) if cfg.period_full < 0 else None,
+            density=conv_ssc / max(conv_dense, 1), layers=len(layers), kinds=kinds)
+        return MethodResult(model, None, dataclasses.asdict(extras))
 
 
 # ---------------------------------------------------------------------------------------------

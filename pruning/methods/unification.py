@@ -43,6 +43,7 @@ from torch.nn.utils import parametrize
 from pruning.config import Bounds, setting
 from pruning.masks import Mask, prunable_layers
 from pruning.methods.base import METHODS, Method, MethodResult
+from pruning.results import TraceKind
 from pruning.training import TrainHooks, fit
 
 DENSE_BITS = 32       # one float32 per dense weight
@@ -255,7 +256,7 @@ class AdmmHooks(TrainHooks):
             spread = p.max_abs(w) - p.min_abs(w)
             close += int(((spread <= 0.05 * p.mean_abs(w)) & keep).sum())
             kept_total += int(keep.sum())
-        self.recorder.trace("admm", self.global_step(), {
+        self.recorder.trace(ADMM.name, self.global_step(), {
             "round": self.round, "w_minus_z": residual,
             "w_minus_z_rel": residual / max(scale, 1e-12),
             "pruned_fraction": pruned / blocks, "unified_fraction": (blocks - pruned) / blocks,
@@ -353,8 +354,32 @@ def output_positions(model: nn.Module, layers: dict[str, nn.Module], example: to
     return [sizes.get(name, 1) for name in layers]
 
 
+ADMM = TraceKind("admm", {
+    "round": int, "w_minus_z": float, "w_minus_z_rel": float, "pruned_fraction": float,
+    "unified_fraction": float, "w_unified_fraction": float},
+    "each ADMM round: ‖W − Z‖ (absolute, relative), blocks pruned/unified in Z, and how many "
+    "kept blocks of W itself are already nearly unified")
+_STORAGE_FIELDS = ("weights", "blocks", "unified_blocks", "pruned_blocks", "dense_bits",
+                   "unified_bits", "dense_multiplies", "unified_multiplies")
+UNIFICATION_STORAGE = TraceKind("unification_storage", {
+    "layers": list[str], **{key: list[int] for key in _STORAGE_FIELDS},
+    "total": dict[str, float]},
+    "at the end: bits and multiplies per layer (lists in layer order) and in total")
+
+
+@dataclass(frozen=True)
+class UnificationExtras:
+    """Unification's own results (the run summary's ``extras``)."""
+    unification_storage: dict[str, float]   # storage_report totals (bits, multiplies, ratios)
+    unification_block: list[int]            # block shape
+    unification_pruned_block_fraction: float
+    admm_w_minus_z: list[float]             # ‖W − Z‖ after each ADMM round
+
+
 @METHODS.register("unification", config=UnificationConfig, description=DESCRIPTION)
 class UnificationMethod(Method):
+    extras = UnificationExtras
+    traces = (ADMM, UNIFICATION_STORAGE)
     description = DESCRIPTION
 
     def run(self, model: nn.Module, ctx) -> MethodResult:
@@ -397,7 +422,7 @@ class UnificationMethod(Method):
 
         example = next(ctx.data.batches("test", 1))[0].to(ctx.device)
         storage = storage_report(partitions, kept, output_positions(model, layers, example))
-        ctx.recorder.trace("unification_storage", ctx.steps_done, {
+        ctx.recorder.trace(UNIFICATION_STORAGE.name, ctx.steps_done, {
             "layers": names, **{key: [layer[key] for layer in storage["layers"]]
                                 for key in storage["layers"][0]}, "total": storage["total"]})
         summary = {"unification_storage": storage["total"],

@@ -51,11 +51,13 @@ def check_compatible(model_name: str, in_channels: int, image_size: int) -> None
 def build_model(config: RunConfig, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     """The config's model for this input shape, freshly initialised from ``config.seed``.
 
-    The initialisation uses its own seeded RNG state (the global one is restored afterwards), so
-    the same config always yields the same initial weights, whatever ran before.
+    The initialisation draws from a private generator seeded with ``config.seed`` (never the
+    process's global RNG), so the same config always yields the same initial weights, whatever
+    ran before or runs beside it in another thread.
     """
+    from pruning.seeding import private_rng
+
     check_compatible(config.model, in_channels, image_size)
     factory = MODELS.get(config.model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with private_rng(torch.Generator().manual_seed(config.seed)):
         return factory(in_channels, num_classes, image_size, config.width)
