@@ -197,7 +197,7 @@ def _run(config, store, method, model, bundle, device, input_shape, flops_dense,
         final_counts = param_counts(model, mask)
         compact_counts = param_counts(compact, None)
         summary.update(
-            test_acc=test_acc, test_loss=test_loss,
+            test_acc=test_acc, test_loss=test_loss, test_examples=len(bundle.test_y),
             train_acc=recorder.last_epoch.get("train_acc"),
             **sparsity_report(config.sparsity, mask, dense_counts["params"],
                               compact_counts["params"]),
