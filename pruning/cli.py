@@ -357,6 +357,11 @@ def sweep_configs(args) -> list[RunConfig]:
         lists.setdefault("seed", list(preset["seed"]))
         if "sparsity" not in lists and args.sparsity == RunConfig.sparsity:
             lists["sparsity"] = [preset["sparsity"]]  # the measured default; --sparsities overrides
+    if args.preset == "tradeoffs":
+        from pruning.compare import TRADEOFF_SWEEP as preset
+
+        for field in ("sparsity", "seed"):
+            lists.setdefault(field, list(preset[field]))
     values: dict[str, Any] = {s.name: getattr(args, s.name) for s in specs() if s.kind is not dict}
     given = given_schedule_params(args)
     refuse_foreign_schedule_params(lists.get("schedule", [values["schedule"]]), given)
@@ -457,9 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a grid of sessions (comma-separated lists)")
     add_config_flags(sweep)
     add_sweep_flags(sweep)
-    sweep.add_argument("--preset", choices=["schedules", "ssc"],
+    sweep.add_argument("--preset", choices=["schedules", "tradeoffs", "ssc"],
                        help="schedules: one_shot/iterative/agp/one_cycle × seeds 0,1,2 at "
                             "sparsity 0.98 unless --sparsity/--sparsities/--seeds say otherwise; "
+                            "tradeoffs: sparsities 0 (dense) to 0.995 × seeds 0,1,2 (the "
+                            "accuracy cliff) unless --sparsities/--seeds say otherwise; "
                             "ssc: SSC vs pruning at init (random/snip/grasp/synflow)")
     sweep.add_argument("--download", action="store_true")
     sweep.add_argument("--json", action="store_true")

@@ -308,6 +308,7 @@ def test_tradeoffs_sweep_runs_in_background(empty_home):
     at = app("pages/5_Trade-offs.py")
     at.number_input(key="to-sw-epochs").set_value(1).run()
     at.text_input(key="to-sw-sparsities").input("0.5, 0.8").run()
+    at.text_input(key="to-sw-seeds").input("0").run()
     at.checkbox(key="to-sw-latency").uncheck().run()
     at.button(key="to-sweep").click().run()
     no_exception(at)

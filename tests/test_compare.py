@@ -152,3 +152,22 @@ def test_sweep_preset_schedules_json_reports_spread_and_verdicts(tmp_home, capsy
     assert len(comparison["differences"]) == 6  # every pair of schedules
     assert all(d["verdict"] in VERDICTS and d["delta"] >= 0 for d in comparison["differences"])
     assert "std_a + std_b" in comparison["rule"]
+
+
+def test_along_a_numeric_setting_only_neighbours_are_paired():
+    runs = [run(a, seed=s, sparsity=sp) for sp, accs in
+            [(0.5, (0.98, 0.97)), (0.9, (0.97, 0.96)), (0.99, (0.40, 0.60))]
+            for s, a in enumerate(accs)]
+    groups = group_runs(runs)
+    pairs = {(d.a.config["sparsity"], d.b.config["sparsity"]): d.verdict
+             for d in pairwise(groups)}
+    # 0.5 vs 0.99 skips 0.9; 0.5 -> 0.9 loses 1 point with stds of 0.7 each (within);
+    # 0.9 -> 0.99 loses 46.5 points with stds of 0.7 and 14.1 (the cliff)
+    assert pairs == {(0.5, 0.9): WITHIN_SPREAD, (0.9, 0.99): EXCEEDS_SPREAD}
+
+
+def test_tradeoffs_preset_reaches_the_cliff_with_a_dense_baseline():
+    args = cli.build_parser().parse_args(["sweep", "--preset", "tradeoffs"])
+    configs = cli.sweep_configs(args)
+    assert sorted({c.sparsity for c in configs}) == [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
+    assert {c.seed for c in configs} == {0, 1, 2} and len(configs) == 24
