@@ -26,7 +26,9 @@ Definitions (one place for all views):
 - **Latency**: a run records the median and the 90th percentile of its timed repeats. Only the
   upper tail is recorded, so a figure's half-width is taken as ``p90 - median`` on both sides; two
   figures differ beyond their measured spread when ``|Δmedian|`` exceeds the sum of the
-  half-widths (``latency_differs``). Load on the machine between runs is not inside that spread;
+  half-widths (``latency_differs``). Between groups (``compare(a, b, "latency_ms")``) the
+  half-width is ``Group.error``: the larger of the seeds' std and the mean ``p90 - median``,
+  so single runs get a verdict too (exceeds / within the spread). Load on the machine between runs is not inside that spread;
   repeat seeds to see it.
 - **Noise-aware Pareto front** (``noise_aware_front``): a staircase in which every step trades a
   loss on the x axis for a gain on the y axis that both exceed the points' errors; points that
@@ -256,6 +258,11 @@ def compare(a: Group, b: Group, metric: str = "test_acc") -> Difference | None:
         return None
     resolution = a.resolution(metric) if a.test_examples == b.test_examples else None
     sa, sb = a.metrics[metric], b.metrics[metric]
+    if metric == "latency_ms" and None not in (a.latency_half_width_ms, b.latency_half_width_ms):
+        # each run measured its own timing spread, so even single runs get a verdict
+        apart = clearly_apart(sa.mean, a.error(metric), sb.mean, b.error(metric))
+        return Difference(a, b, metric, sa.mean - sb.mean,
+                          EXCEEDS_SPREAD if apart else WITHIN_SPREAD)
     return Difference(a, b, metric, sa.mean - sb.mean, verdict(sa, sb, resolution))
 
 

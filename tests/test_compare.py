@@ -171,3 +171,18 @@ def test_tradeoffs_preset_reaches_the_cliff_with_a_dense_baseline():
     configs = cli.sweep_configs(args)
     assert sorted({c.sparsity for c in configs}) == [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
     assert {c.seed for c in configs} == {0, 1, 2} and len(configs) == 24
+
+
+def test_latency_between_groups_uses_the_measured_timing_spread():
+    def timed(median, p90, seed=0, **config):
+        r = run(0.9, seed=seed, **config)
+        r.summary.update(latency_ms=median, latency_p90_ms=p90)
+        return r
+
+    # single runs: the timing spread (p90 - median) decides, not the missing seed spread
+    fast, slow = group_runs([timed(1.0, 1.1, sparsity=0.99), timed(2.0, 2.2, sparsity=0.9)])
+    assert compare(fast, slow, "latency_ms").verdict == EXCEEDS_SPREAD
+    noisy_fast, noisy_slow = group_runs([timed(2.6, 3.9, sparsity=0.99),
+                                         timed(3.4, 4.4, sparsity=0.9)])
+    assert compare(noisy_fast, noisy_slow, "latency_ms").verdict == WITHIN_SPREAD
+    assert noisy_fast.error("latency_ms") == pytest.approx(1.3)
