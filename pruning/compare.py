@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -56,22 +57,25 @@ RULE = ("spread = sample std over seeds; |Δmean| < one test example: smaller th
         "(mean ± std bars apart): exceeds the seed spread; else within the seed spread")
 
 #: summary keys summarised by default (name -> shown label with unit)
-METRICS: Mapping[str, str] = {
+METRICS: Mapping[str, str] = MappingProxyType({
     "test_acc": "test accuracy", "test_loss": "test loss", "mask_sparsity": "mask sparsity",
     "effective_sparsity": "effective sparsity", "params_nonzero": "non-zero parameters",
-    "flops": "FLOPs (masked)", "latency_ms": "latency (ms)"}
+    "flops": "FLOPs (masked)", "latency_ms": "latency (ms)"})
 #: metrics that count test examples right, so the one-example rule applies to them
 ACCURACY_METRICS = ("test_acc",)
 #: The schedule comparison's defaults, chosen by measurement (README, "Differences you can
 #: trust"): at 98 % sparsity the small CNN on digits separates the schedules by more than their
-#: seed spread (at 90 % all four lie within one or two test images of each other; at 99 % the
-#: seeds scatter by up to 23 points). Three seeds per schedule.
-SCHEDULE_COMPARISON = {"schedule": ("one_shot", "iterative", "agp", "one_cycle"),
-                       "seed": (0, 1, 2), "sparsity": 0.98}
+#: seed spread (at 90 % all four lie within three test images of each other; at 99 % the
+#: seeds scatter by up to 23 points). Three seeds per schedule. Read-only views: no module-level
+#: state a caller could change for every session of the app.
+SCHEDULE_COMPARISON: Mapping[str, Any] = MappingProxyType({
+    "schedule": ("one_shot", "iterative", "agp", "one_cycle"), "seed": (0, 1, 2),
+    "sparsity": 0.98})
 #: The trade-off sweep's defaults, chosen by measurement (README, "Differences you can trust"):
 #: the dense baseline (0), then sparsities up to 0.995, where the small CNN on digits falls from
 #: 97 % (0.95) through 91 % (0.98) and 45 % (0.99) to chance (10 %, 0.995). Three seeds each.
-TRADEOFF_SWEEP = {"sparsity": (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995), "seed": (0, 1, 2)}
+TRADEOFF_SWEEP: Mapping[str, Any] = MappingProxyType({
+    "sparsity": (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995), "seed": (0, 1, 2)})
 #: config fields that do not change what a run learns, ignored (with the seed) when grouping
 NOT_GROUPED = ("seed", "threads", "snapshots", "device")
 

@@ -9,9 +9,9 @@ import pytest
 
 from pruning import cli
 from pruning.compare import (EXCEEDS_SPREAD, NO_SPREAD, SMALLER_THAN_ONE_EXAMPLE, VERDICTS,
-                             WITHIN_SPREAD, Spread, compare, group_runs, latency_differs,
-                             noise_aware_front, pairwise, report, report_text, varying_fields,
-                             verdict)
+                             WITHIN_SPREAD, Spread, compare, group_runs, groups_frame,
+                             latency_differs, noise_aware_front, pairwise, report, report_text,
+                             varying_fields, verdict)
 from pruning.config import RunConfig
 from pruning.data.digits import Digits
 from pruning.store import Run
@@ -186,3 +186,16 @@ def test_latency_between_groups_uses_the_measured_timing_spread():
                                          timed(3.4, 4.4, sparsity=0.9)])
     assert compare(noisy_fast, noisy_slow, "latency_ms").verdict == WITHIN_SPREAD
     assert noisy_fast.error("latency_ms") == pytest.approx(1.3)
+
+
+def test_groups_frame_gives_each_group_its_band():
+    runs = [run(a, seed=s, schedule=sch) for sch, accs in
+            [("agp", (0.90, 0.92, 0.94)), ("one_shot", (0.50,))] for s, a in enumerate(accs)]
+    frame = groups_frame(group_runs(runs), ["test_acc"]).set_index("label")
+    agp, one_shot = frame.loc["schedule=agp"], frame.loc["schedule=one_shot"]
+    assert (agp["n"], agp["schedule"], agp["seeds"]) == (3, "agp", [0, 1, 2])
+    assert agp["test_acc_mean"] == pytest.approx(0.92)
+    assert agp["test_acc_error"] == pytest.approx(0.02)  # the std: above half an image
+    assert (agp["test_acc_min"], agp["test_acc_max"]) == (0.90, 0.94)
+    # one seed: no spread, so the bar is half a test image wide
+    assert one_shot["test_acc_error"] == pytest.approx(0.5 / 360)
