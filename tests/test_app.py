@@ -338,6 +338,9 @@ def test_schedules_page_curves_follow_the_sliders(empty_home):
     no_exception(at)
     spec = at.get("plotly_chart")[0].proto.spec
     assert "iterative" in spec and "one_cycle" not in spec
+    # each chosen schedule is trained over the comparison's three seeds
+    assert any("once per chosen schedule and seed (0, 1, 2)" in c.value and "3 run(s)" in c.value
+               for c in at.caption)
 
 
 def test_schedules_page_overlays_runs_differing_in_schedule(full_home):
