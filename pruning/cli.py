@@ -274,27 +274,45 @@ def schedule_table(runs: list[Run]) -> str:
 
 
 def cmd_sweep(args, store: RunStore) -> int:
-    from pruning.session import prepare, run_session
+    from pruning.session import prepare
+    from pruning.sweeps import default_engine, run_sweep
 
     configs = sweep_configs(args)
-    for config in {c.dataset + str(c.image_size) + str(c.channels): c for c in configs}.values():
-        prepare(config, download=args.download)  # refuse missing data before any run is written
-    runs = []
-    for i, config in enumerate(configs, 1):
-        bar = ProgressBar(enabled=not args.quiet and not args.json)
-        if not args.json:
-            print(f"[{i}/{len(configs)}] {config.model} {config.method} {config.schedule} "
-                  f"{config.sparsity:g} seed {config.seed}", file=sys.stderr)
-        run = run_session(config, store, on_event=bar, download=args.download)
-        bar.close()
-        runs.append(run)
+    engine = args.engine or default_engine()
+    if engine == "local":
+        for config in {c.dataset + str(c.image_size) + str(c.channels): c for c in configs}.values():
+            prepare(config, download=args.download)  # refuse missing data before any run is written
+    # On Ray the workers read their own data: a worker without it refuses its runs by name.
+    progress = not args.quiet and not args.json
+
+    def on_run_end(index: int, run: Run | None, error: str | None) -> None:
+        if progress:
+            config = configs[index]
+            print(f"[{index + 1}/{len(configs)}] {config.model} {config.method} {config.schedule} "
+                  f"{config.sparsity:g} seed {config.seed}: "
+                  f"{run.status if run else 'not run'}" + (f" ({error})" if error else ""),
+                  file=sys.stderr)
+
+    outcome = run_sweep(configs, store, engine=engine, address=args.address,
+                        on_run_end=on_run_end, download=args.download)
+    if outcome.note:
+        print(outcome.note, file=sys.stderr)
+    runs = outcome.runs
     if args.json:
         print(json.dumps([run_json(store, r) for r in runs]))
     else:
         print(list_table(runs))
         print()
         print(schedule_table(runs))
-    return 0 if all(r.status == "done" for r in runs) else 1
+    for line in outcome.errors[:3]:
+        print(f"error: {line}", file=sys.stderr)
+    if outcome.aborted:
+        print(f"error: {outcome.aborted}", file=sys.stderr)
+    if outcome.errors and not runs:
+        return EXIT_BAD_INPUT  # every run was refused (e.g. data missing on the workers)
+    if outcome.stopped:
+        return 130
+    return 0 if all(r.status == "done" for r in runs) and not outcome.errors else 1
 
 
 def cmd_export(args, store: RunStore) -> int:
@@ -347,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="schedules: one_shot/iterative/agp/one_cycle × 3 seeds; "
                             "ssc: SSC vs pruning at init (random/snip/grasp/synflow)")
     sweep.add_argument("--download", action="store_true")
+    sweep.add_argument("--engine", choices=["ray", "local"], default=None,
+                       help="ray: each run a Ray task, in parallel (default; $PRUNING_SWEEP_ENGINE); "
+                            "local: one after another in this process")
+    sweep.add_argument("--address", default=None,
+                       help="join the Ray cluster at this address (default: $PRUNING_RAY_ADDRESS, "
+                            "else start a local Ray on this machine's cores)")
     sweep.add_argument("--json", action="store_true")
     sweep.add_argument("--quiet", "-q", action="store_true")
 
