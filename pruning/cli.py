@@ -8,6 +8,7 @@ nothing written to the store.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -293,8 +294,10 @@ def cmd_sweep(args, store: RunStore) -> int:
                   f"{run.status if run else 'not run'}" + (f" ({error})" if error else ""),
                   file=sys.stderr)
 
-    outcome = run_sweep(configs, store, engine=engine, address=args.address,
-                        on_run_end=on_run_end, download=args.download)
+    # Ray prints its own notes (e.g. "a worker died") to stdout: keep stdout for the results
+    with contextlib.redirect_stdout(sys.stderr):
+        outcome = run_sweep(configs, store, engine=engine, address=args.address,
+                            on_run_end=on_run_end, download=args.download)
     if outcome.note:
         print(outcome.note, file=sys.stderr)
     runs = outcome.runs
@@ -308,6 +311,8 @@ def cmd_sweep(args, store: RunStore) -> int:
         print(f"error: {line}", file=sys.stderr)
     if outcome.aborted:
         print(f"error: {outcome.aborted}", file=sys.stderr)
+    if outcome.aborted:
+        return 1
     if outcome.errors and not runs:
         return EXIT_BAD_INPUT  # every run was refused (e.g. data missing on the workers)
     if outcome.stopped:

@@ -185,7 +185,7 @@ _INIT_LOCK = threading.Lock()
 
 def connect(address: str | None = None, num_cpus: int | None = None):
     """The ``ray`` module, initialised: joined to ``address`` or a local Ray started here."""
-    if not address:
+    if not address or address.split(":")[0] in ("127.0.0.1", "localhost"):
         # Ray resolves 127.0.0.1 to the machine's routable address unless told it is not part
         # of a cluster; a local Ray must listen on the loopback only. Read when ray is imported.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -205,9 +205,10 @@ def connect(address: str | None = None, num_cpus: int | None = None):
             else:
                 ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **options)
         except Exception as exc:  # Ray says why in many ways; one line for the user
-            where = f"the Ray cluster at {address}" if address else "a local Ray"
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise RayUnavailable(f"could not start {where}: {first}") from None
+            where = f"reach the Ray cluster at {address}" if address else "start a local Ray"
+            cause = exc.__cause__ or exc  # Ray's own reason, e.g. a missing token
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise RayUnavailable(f"could not {where}: {first}") from None
     return ray
 
 

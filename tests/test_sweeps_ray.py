@@ -2,7 +2,7 @@
 and on a two-node cluster a worker killed mid-run leaves its run ``failed`` with its history.
 
 Every Ray process a test starts is stopped by it: the local Ray by ``ray.shutdown()``, the
-two-node cluster by ending the process groups its ``ray start --block`` commands lead. Only
+two-node cluster by ending the process group it leads. Only
 127.0.0.1 is used.
 """
 from __future__ import annotations
@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -111,58 +110,66 @@ def test_stop_cancels_waiting_runs_and_stops_running_ones(tmp_path, local_ray):
     assert len(store.list_runs()) == 2  # the waiting ones never started
 
 
-def _free_port() -> int:
+# Two Ray nodes on 127.0.0.1, started the way Ray's own multi-node tests start them. `ray start
+# --head --node-ip-address 127.0.0.1` plus `ray start --address ...` cannot do it on Linux: Ray
+# turns 127.0.0.1 into the routable address, and with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (which
+# keeps the loopback) it refuses a second node. The cluster prints its address and lives until
+# its stdin closes.
+TWO_NODES = """
+import socket, sys
+from ray.cluster_utils import Cluster
+
+def port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-
-def _start_node(args: list[str], temp_dir: str) -> subprocess.Popen:
-    """``ray start --block`` leading its own process group, so the test can end all of it."""
-    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # stay on 127.0.0.1
-    ports = [f"--{name}={_free_port()}" for name in (
-        "dashboard-agent-listen-port", "metrics-export-port", "runtime-env-agent-port")]
-    return subprocess.Popen(
-        [str(Path(sys.executable).with_name("ray")), "start", "--block", "--num-cpus=1",
-         "--node-ip-address=127.0.0.1", "--disable-usage-stats", *ports, *args],
-        env=env, cwd=temp_dir, start_new_session=True, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+node = dict(num_cpus=1, node_ip_address="127.0.0.1")
+cluster = Cluster(initialize_head=True, head_node_args=dict(
+    node, include_dashboard=False, dashboard_agent_listen_port=port()))
+cluster.add_node(**node, dashboard_agent_listen_port=port())
+cluster.wait_for_nodes()
+print(cluster.address, flush=True)
+sys.stdin.read()
+cluster.shutdown()
+"""
 
 
-def _end_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            time.sleep(1)  # its daemons exit right after it
-        except subprocess.TimeoutExpired:
-            continue
+# The cluster and its client agree on authentication (a client that sends a token to a cluster
+# without one loses its actors): none, as the cluster is reachable from this machine only.
+NO_TOKEN = {"RAY_AUTH_MODE": "disabled"}
+
+
+def _start_cluster(log: Path) -> tuple[subprocess.Popen, str]:
+    """The two-node cluster, leading its own process group so the test can end all of it."""
+    cluster = subprocess.Popen(
+        [sys.executable, "-c", TWO_NODES], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=log.open("w"), text=True, start_new_session=True,
+        env=dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", **NO_TOKEN))  # 127.0.0.1 only
+    address = cluster.stdout.readline().strip()
+    assert address.startswith("127.0.0.1:"), log.read_text()[-2000:]
+    return cluster, address
+
+
+def _end_cluster(cluster: subprocess.Popen) -> None:
+    cluster.stdin.close()  # it shuts its nodes down
     try:
-        os.killpg(proc.pid, signal.SIGKILL)  # anything of the group still there
+        cluster.wait(60)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(cluster.pid, signal.SIGKILL)  # anything of its group still there
     except ProcessLookupError:
         pass
 
 
 @pytest.mark.slow
 def test_two_node_cluster_worker_killed_mid_run(tmp_path):
-    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    nodes = [_start_node(["--head", f"--port={port}", "--include-dashboard=false",
-                          f"--temp-dir={temp_dir}"], temp_dir)]
+    cluster, address = _start_cluster(tmp_path / "cluster.log")
     driver = None
     try:
-        deadline = time.time() + 120
-        while subprocess.run([str(Path(sys.executable).with_name("ray")), "status",
-                              f"--address={address}"], capture_output=True).returncode != 0:
-            assert time.time() < deadline, "the head node did not start"
-            time.sleep(2)
-        nodes.append(_start_node([f"--address={address}"], temp_dir))
         home = tmp_path / "home"
-        env = dict(os.environ, PRUNING_HOME=str(home), PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PRUNING_HOME=str(home), PYTHONPATH=str(ROOT), **NO_TOKEN)
         driver = subprocess.Popen(
             [sys.executable, "-m", "pruning", "sweep", "--engine", "ray", "--address", address,
              "--seeds", "0,1,2", "--epochs", "8", "--max-train-samples", "512", "--json"],
@@ -193,5 +200,4 @@ def test_two_node_cluster_worker_killed_mid_run(tmp_path):
         if driver is not None and driver.poll() is None:
             driver.kill()
             driver.wait()
-        for node in reversed(nodes):
-            _end_group(node)
+        _end_cluster(cluster)
