@@ -436,7 +436,7 @@ def sweep_parallel_ratio(runs: int = 12, cpus: int = 2) -> dict[str, Any]:
     """Wall time of a ``runs``-run sweep on a local Ray with ``cpus`` CPUs over the same sweep
     in this process; None (with the reason) where Ray cannot start."""
     from pruning.store import RunStore
-    from pruning.sweeps import run_sweep
+    from pruning.sweeps import RayUnavailable, connect, run_sweep
 
     grid = [RunConfig(schedule=schedule, sparsity=sparsity)
             for schedule in ("one_shot", "iterative", "agp", "one_cycle")
@@ -445,16 +445,26 @@ def sweep_parallel_ratio(runs: int = 12, cpus: int = 2) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     outcomes = {}
     with tempfile.TemporaryDirectory() as home:
-        for engine in ("local", "ray"):
-            started = time.perf_counter()
-            outcomes[engine] = run_sweep(configs, RunStore(Path(home) / engine), engine=engine,
-                                         local_cpus=cpus)
-            seconds[engine] = time.perf_counter() - started
-    if outcomes["ray"].engine != "ray":
-        return {"ratio": None, "note": outcomes["ray"].note}
+        started = time.perf_counter()
+        outcomes["local"] = run_sweep(configs, RunStore(Path(home) / "local"), engine="local")
+        seconds["local"] = time.perf_counter() - started
+        started = time.perf_counter()
+        try:
+            ray = connect(num_cpus=cpus)
+        except RayUnavailable as exc:
+            return {"ratio": None, "note": str(exc)}
+        seconds["ray_start"] = time.perf_counter() - started
+        try:
+            outcomes["ray"] = run_sweep(configs, RunStore(Path(home) / "ray"), engine="ray",
+                                        keep_ray=True)
+        finally:
+            stopping = time.perf_counter()
+            ray.shutdown()
+            seconds["ray_shutdown"] = time.perf_counter() - stopping
+        seconds["ray"] = time.perf_counter() - started  # start and shutdown included
     done = {engine: sum(r.status == "done" for r in out.runs) for engine, out in outcomes.items()}
     return {"ratio": round(seconds["ray"] / seconds["local"], 3), "runs": runs, "cpus": cpus,
-            "ray_s": round(seconds["ray"], 2), "local_s": round(seconds["local"], 2),
+            **{f"{part}_s": round(value, 2) for part, value in seconds.items()},
             "runs_done": done}
 
 

@@ -203,7 +203,9 @@ def connect(address: str | None = None, num_cpus: int | None = None):
             if address:
                 ray.init(address=address, **options)
             else:
-                ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **options)
+                # "local": a new Ray of our own, never a cluster someone started on this machine
+                ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
+                         **options)
         except Exception as exc:  # Ray says why in many ways; one line for the user
             where = f"reach the Ray cluster at {address}" if address else "start a local Ray"
             cause = exc.__cause__ or exc  # Ray's own reason, e.g. a missing token

@@ -48,6 +48,14 @@ def test_cli_local_engine_sweep(tmp_home, capsys):
     assert [r["config"]["seed"] for r in runs] == [0, 1] and all(len(r["history"]) == 1 for r in runs)
 
 
+def test_help_and_import_do_not_load_ray():
+    code = ("import sys, pruning, pruning.cli, pruning.sweeps, pruning.session\n"
+            "try:\n    pruning.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'ray' not in sys.modules, 'ray was imported'")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_sweep_engine_setting_is_checked(monkeypatch):
     monkeypatch.setenv(sweeps.ENGINE_VARIABLE, "threads")
     with pytest.raises(sweeps.ConfigError, match="PRUNING_SWEEP_ENGINE"):
