@@ -60,8 +60,10 @@ ENGINES = ("ray", "local")
 ENGINE_VARIABLE = "PRUNING_SWEEP_ENGINE"
 #: a running Ray cluster to join, e.g. ``127.0.0.1:6379``
 ADDRESS_VARIABLE = "PRUNING_RAY_ADDRESS"
-#: how often the driver writes what arrived and a worker asks whether to stop (seconds)
+#: how often the driver writes what arrived (seconds)
 POLL_S = 0.2
+#: how often a worker asks the driver whether to stop (seconds): Stop acts within about a second
+STOP_POLL_S = 0.5
 #: how long running tasks get to end cleanly after Stop before they are cancelled by force
 STOP_GRACE_S = 30.0
 #: a driver call to the cluster that takes longer than this means the cluster has gone
@@ -258,7 +260,7 @@ class StoreProxy:
 
     def __init__(self, sink, key: str):
         self.sink, self.key = sink, key
-        self._last = None  # the latest push: waiting for it waits for every earlier one
+        self.pushed = 0  # records sent: the driver finishes the run once it has them all
         self._snapshot_steps: list[dict[str, Any]] = []
         self._config: RunConfig | None = None
         self._environment: dict[str, Any] = {}
@@ -268,13 +270,10 @@ class StoreProxy:
         self.whole_module = False
 
     def _push(self, *record: Any) -> None:
-        self._last = self.sink.push.remote((self.key, *record))
-
-    def flush(self) -> None:
-        if self._last is not None:
-            import ray
-
-            ray.get(self._last)
+        # Never waited for here: a task blocked in ray.get lends its CPU to the next task, and
+        # Ray would start more runs (and worker processes) than there are cores.
+        self.sink.push.remote((self.key, *record))
+        self.pushed += 1
 
     def create_run(self, config: RunConfig, environment: dict[str, Any] | None = None,
                    name: str | None = None) -> str:
@@ -335,17 +334,19 @@ def remote_run(config: RunConfig, name: str | None, key: str, sink, download: bo
     # One torch thread per CPU the task was given (Ray sets OMP_NUM_THREADS alike).
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     torch.set_num_threads(max(1, int(cpus)))
-    if ray.get(sink.stop_requested.remote()):
-        return {"key": key, "skipped": True}
     proxy = StoreProxy(sink, key)
-    next_check = [0.0]
-    stop = [False]
+    next_check, stop, asked = [0.0], [False], [sink.stop_requested.remote()]
 
-    def should_stop() -> bool:  # asks the driver at most every POLL_S (a step is far shorter)
+    def should_stop() -> bool:
+        """Whether the driver asked to stop: the answer is read once it is there (never waited
+        for: see StoreProxy._push), and asked for again at most every STOP_POLL_S."""
         now = time.monotonic()
         if not stop[0] and now >= next_check[0]:
-            next_check[0] = now + POLL_S
-            stop[0] = ray.get(sink.stop_requested.remote())
+            next_check[0] = now + STOP_POLL_S
+            ready, _ = ray.wait(asked, timeout=0)
+            if ready:
+                stop[0] = ray.get(ready[0])
+                asked[0] = sink.stop_requested.remote()
         return stop[0]
 
     def on_event(event: Event) -> None:
@@ -355,11 +356,11 @@ def remote_run(config: RunConfig, name: str | None, key: str, sink, download: bo
         run_session(config, proxy, on_event=on_event, should_stop=should_stop,
                     download=download, name=name, measure_latency=measure_latency)
     except ConfigError as exc:  # refused before anything was recorded: say which worker
-        proxy.flush()
-        return {"key": key, "refused": f"on worker {socket.gethostname()} "
-                                       f"({ray.util.get_node_ip_address()}): {exc}"}
-    proxy.flush()
-    return {"key": key, **proxy.end, "model": proxy.model, "whole_module": proxy.whole_module}
+        return {"key": key, "records": proxy.pushed,
+                "refused": f"on worker {socket.gethostname()} "
+                           f"({ray.util.get_node_ip_address()}): {exc}"}
+    return {"key": key, "records": proxy.pushed, **proxy.end, "model": proxy.model,
+            "whole_module": proxy.whole_module}
 
 
 # ---- the driver side ------------------------------------------------------------------------
@@ -389,6 +390,9 @@ class _RaySweep:
         self.ended: set[str] = set()        # task keys whose run is finished in the store
         self.runs: dict[int, Run] = {}
         self.stop_sent_at: float | None = None
+        self.received: dict[str, int] = {}  # task key -> records drained so far
+        # task key -> (result, when it came): results whose streamed records are still on the way
+        self.early: dict[str, tuple[dict[str, Any], float]] = {}
 
     def run(self) -> SweepOutcome:
         ray = self.ray
@@ -418,17 +422,26 @@ class _RaySweep:
 
     def _loop(self) -> None:
         ray = self.ray
-        while self.pending:
+        while self.pending or self.early:
             try:
-                ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending),
-                                    timeout=POLL_S)
-                # drained after the wait: a task that returned has pushed all its records
+                ready = []
+                if self.pending:
+                    ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending),
+                                        timeout=POLL_S)
+                else:  # every task returned: only their last records are awaited
+                    time.sleep(POLL_S)
+                # what a returned task sent may still be on the way: see self.early
                 self._write(ray.get(self.sink.drain.remote(), timeout=CLUSTER_TIMEOUT_S))
             except KeyboardInterrupt:  # Ctrl-C: a clean stop, as the app's Stop button
                 self._stop()
                 continue
             for ref in ready:
-                self._finish(ref, self.pending.pop(ref))
+                self._returned(ref, self.pending.pop(ref))
+            for key, (result, since) in list(self.early.items()):
+                if self.received.get(key, 0) >= result["records"] \
+                        or time.monotonic() - since > CLUSTER_TIMEOUT_S:
+                    del self.early[key]
+                    self._finish(key, result)
             if self.should_stop():
                 self._stop()
             if self.stop_sent_at is not None \
@@ -451,6 +464,7 @@ class _RaySweep:
     def _write(self, records: list[tuple]) -> None:
         store = self.store
         for key, kind, *values in records:
+            self.received[key] = self.received.get(key, 0) + 1
             if kind == "create":
                 config_json, environment, name = values
                 config = RunConfig.from_dict(json.loads(config_json))
@@ -472,15 +486,17 @@ class _RaySweep:
                     metrics = dict(metrics, run_id=run_id)
                 self.on_event(self.index_of[key], Event(phase, step, total, metrics))
 
-    def _finish(self, ref, key: str) -> None:
-        index = self.index_of[key]
+    def _returned(self, ref, key: str) -> None:
+        """A task ended: finish its run now, or once its last streamed records are in."""
         try:
             result = self.ray.get(ref, timeout=CLUSTER_TIMEOUT_S)
         except Exception as exc:  # the worker (or its node) died, or the task was cancelled
-            self._lost(index, key, exc)
+            self._lost(self.index_of[key], key, exc)
             return
-        if result.get("skipped"):
-            return
+        self.early[key] = (result, time.monotonic())
+
+    def _finish(self, key: str, result: dict[str, Any]) -> None:
+        index = self.index_of[key]
         if "refused" in result:
             _refused(self.outcome, self.on_run_end, index, result["refused"])
             return
