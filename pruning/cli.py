@@ -285,8 +285,13 @@ def cmd_sweep(args, store: RunStore) -> int:
             prepare(config, download=args.download)  # refuse missing data before any run is written
     # On Ray the workers read their own data: a worker without it refuses its runs by name.
     progress = not args.quiet and not args.json
+    # a progress bar for the run training now; on Ray several train at once: a line as each ends
+    new_bar = lambda: ProgressBar(enabled=progress and engine == "local")  # noqa: E731
+    bar = [new_bar()]
 
     def on_run_end(index: int, run: Run | None, error: str | None) -> None:
+        bar[0].close()
+        bar[0] = new_bar()
         if progress:
             config = configs[index]
             print(f"[{index + 1}/{len(configs)}] {config.model} {config.method} {config.schedule} "
@@ -297,7 +302,8 @@ def cmd_sweep(args, store: RunStore) -> int:
     # Ray prints its own notes (e.g. "a worker died") to stdout: keep stdout for the results
     with contextlib.redirect_stdout(sys.stderr):
         outcome = run_sweep(configs, store, engine=engine, address=args.address,
-                            on_run_end=on_run_end, download=args.download)
+                            on_event=lambda index, event: bar[0](event), on_run_end=on_run_end,
+                            download=args.download)
     if outcome.note:
         print(outcome.note, file=sys.stderr)
     runs = outcome.runs
@@ -311,7 +317,6 @@ def cmd_sweep(args, store: RunStore) -> int:
         print(f"error: {line}", file=sys.stderr)
     if outcome.aborted:
         print(f"error: {outcome.aborted}", file=sys.stderr)
-    if outcome.aborted:
         return 1
     if outcome.errors and not runs:
         return EXIT_BAD_INPUT  # every run was refused (e.g. data missing on the workers)
