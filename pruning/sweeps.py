@@ -199,15 +199,15 @@ def connect(address: str | None = None, num_cpus: int | None = None):
         if ray.is_initialized():
             return ray
         options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
-                                       logging_level="warning",
-                                       runtime_env={"py_modules": [_package_dir()]})
+                                       logging_level="warning")
         try:
-            if address:
-                ray.init(address=address, **options)
+            if address:  # other machines get this code with the job
+                ray.init(address=address, runtime_env={"py_modules": [_package_dir()]},
+                         **options)
             else:
                 # "local": a new Ray of our own, never a cluster someone started on this machine
                 ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
-                         **options)
+                         runtime_env=_local_runtime_env(), **options)
         except Exception as exc:  # Ray says why in many ways; one line for the user
             where = f"reach the Ray cluster at {address}" if address else "start a local Ray"
             cause = exc.__cause__ or exc  # Ray's own reason, e.g. a missing token
@@ -219,6 +219,21 @@ def connect(address: str | None = None, num_cpus: int | None = None):
 def _package_dir() -> str:
     """This ``pruning`` package, shipped to the workers so every node runs this code."""
     return str(Path(__file__).resolve().parent)
+
+
+def _local_runtime_env() -> dict[str, Any] | None:
+    """What the workers of a local Ray need to import this package: nothing where they find it
+    already (Ray gives them the driver's working folder and environment, and an installed
+    package is on every path). Any runtime environment makes Ray start workers of its own for
+    the job instead of the ones it started with the node, seconds on a small machine."""
+    import sys
+
+    parent = str(Path(_package_dir()).parent)
+    found = {os.path.abspath(os.curdir), *os.environ.get("PYTHONPATH", "").split(os.pathsep)}
+    if parent in found or not any(parent == os.path.abspath(p or os.curdir) for p in sys.path):
+        return None  # on the workers' path, or installed (found through site-packages)
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(
+        [parent, *filter(None, [os.environ.get("PYTHONPATH")])])}}
 
 
 def task_resources(config: RunConfig, cluster_gpus: float) -> dict[str, float]:
