@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from pruning import compare
+from pruning.methods import reads_target_sparsity
 from pruning.results import time_breakdown_text
 from pruning.store import Run, RunStore
 from ui import forms
@@ -19,7 +20,7 @@ from ui.charts.sparsity import sparsity_bars
 from ui.charts.style import schedule_of
 from ui.charts.training import SPARSITY_LINES, training_curves
 from ui.pickers import epochs_frame
-from ui.formatting import metric_tiles
+from ui.formatting import metric_tiles, run_label, shown_summary
 from ui.page import caption, store
 from ui.safe_text import md
 
@@ -28,7 +29,7 @@ def run_report(run: Run, *, key: str, store_: RunStore | None = None,
                curves: bool = True) -> None:
     """A run's result: status, the sparsities and ratios side by side, curves, per-layer bars."""
     store_ = store_ or store()
-    s = run.summary
+    s = shown_summary(run)
     if run.status == "failed":
         st.error(md(f"This run failed: {(run.error or 'no reason recorded').splitlines()[0]}"))
     elif run.status == "stopped":
@@ -51,12 +52,15 @@ def run_report(run: Run, *, key: str, store_: RunStore | None = None,
         caption(f"Where the time went: {where_time_went}.")
     rows = store_.epochs(run.id)
     if curves and rows:
-        st.plotly_chart(training_curves(pd.DataFrame(rows)), key=f"{key}-curves")
+        frame = pd.DataFrame(rows)
+        if "target_sparsity" not in s:  # a target the method did not aim at is not drawn
+            frame = frame.drop(columns=["target_sparsity"], errors="ignore")
+        st.plotly_chart(training_curves(frame), key=f"{key}-curves")
         caption(f"Test accuracy (left) and sparsity (right) after each epoch: {SPARSITY_LINES}.")
     if s:
         left, right = st.columns(2)
         with left:
-            st.plotly_chart(sparsity_bars({run.label(): s}, height=340),
+            st.plotly_chart(sparsity_bars({run_label(run): s}, height=340),
                             key=f"{key}-sparsity")
             caption("Three sparsities side by side (target, mask, effective), then the share of "
                     "all parameters that are zero and of FLOPs skipped or removed.")
@@ -116,6 +120,9 @@ def grouped_epochs(store_: RunStore, runs: Sequence[Run]) -> pd.DataFrame:
     frame = epochs_frame(store_, [r.id for r in runs], groups)
     by_id = {r.id: r for r in runs}
     frame["group"] = frame["run"]
+    if "target_sparsity" in frame:  # a target the method did not aim at is not drawn
+        aimed = {r.id: reads_target_sparsity(r.config) for r in runs}
+        frame["target_sparsity"] = frame["target_sparsity"].where(frame["run_id"].map(aimed))
     frame["method"] = [by_id[i].config.method for i in frame["run_id"]]
     frame["schedule"] = [schedule_of(by_id[i].config.method, by_id[i].config.schedule)
                          for i in frame["run_id"]]

@@ -56,7 +56,7 @@ from torch.nn.utils import parametrize
 
 from pruning.masks import Mask, prunable_layers
 from pruning.methods.allocation import global_magnitude_allocation, uniform_allocation
-from pruning.methods.base import METHODS, Method, MethodResult
+from pruning.methods.base import METHODS, Method, MethodResult, percent
 from pruning.results import TraceKind
 from pruning.training import TrainHooks, fit
 
@@ -290,6 +290,16 @@ class AswlExtras:
 
 @METHODS.register("aswl", config=AswlConfig, description=DESCRIPTION)
 class AswlMethod(Method):
+    @classmethod
+    def reads_target_sparsity(cls, config, method_config) -> bool:
+        return method_config.target_mode != "paper"
+
+    @classmethod
+    def target_text(cls, config, method_config) -> str:
+        if method_config.target_mode == "paper":  # d = 0: the regulariser pulls to empty
+            return f"no target: density pulled toward 0 (λ = {method_config.lam:g})"
+        return f"{percent(config.sparsity)} target sparsity (reached by the λ regulariser)"
+
     description = DESCRIPTION
     extras = AswlExtras
     traces = (ASWL, ASWL_FINAL)

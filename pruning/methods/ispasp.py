@@ -445,6 +445,14 @@ class IspaspExtras:
 
 @METHODS.register("ispasp", config=IspaspConfig, description=DESCRIPTION)
 class Ispasp(Method):
+    @classmethod
+    def reads_target_sparsity(cls, config, method_config) -> bool:
+        return False
+
+    @classmethod
+    def target_text(cls, config, method_config) -> str:  # the target sparsity is not read
+        return f"keep ratio {method_config.keep_ratio:g} of each block's units"
+
     extras = IspaspExtras
     traces = (ISPASP_RESIDUAL, ISPASP_UNITS)
     description = DESCRIPTION

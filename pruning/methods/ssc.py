@@ -60,7 +60,7 @@ from torch import nn
 
 from pruning.config import ConfigError, RunConfig
 from pruning.masks import prunable_layers, prunable_parameters
-from pruning.methods.base import METHODS, Method, MethodResult, method_config
+from pruning.methods.base import METHODS, Method, MethodResult, method_config, percent
 from pruning.metrics.sparsity import param_counts
 from pruning.results import TraceKind
 from pruning.training import fit
@@ -643,6 +643,16 @@ def convert(model: nn.Module, cfg: SscConfig, config: RunConfig) -> nn.Module:
 
 @METHODS.register("ssc", config=SscConfig, description=DESCRIPTION)
 class Ssc(Method):
+    @classmethod
+    def reads_target_sparsity(cls, config, method_config) -> bool:
+        return method_config.density <= 0
+
+    @classmethod
+    def target_text(cls, config, method_config) -> str:
+        if method_config.density > 0:  # the density setting overrides the target sparsity
+            return f"density {method_config.density:g} of the replaced convolutions"
+        return f"density {1.0 - config.sparsity:g} (1 − {percent(config.sparsity)} target)"
+
     description = DESCRIPTION
     changes_architecture = True
     extras = SscExtras

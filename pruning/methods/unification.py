@@ -42,7 +42,7 @@ from torch.nn.utils import parametrize
 
 from pruning.config import Bounds, setting
 from pruning.masks import Mask, prunable_layers
-from pruning.methods.base import METHODS, Method, MethodResult
+from pruning.methods.base import METHODS, Method, MethodResult, percent
 from pruning.results import TraceKind
 from pruning.training import TrainHooks, fit
 
@@ -378,6 +378,11 @@ class UnificationExtras:
 
 @METHODS.register("unification", config=UnificationConfig, description=DESCRIPTION)
 class UnificationMethod(Method):
+    @classmethod
+    def target_text(cls, config, method_config) -> str:
+        rows, cols = method_config.block
+        return f"{percent(config.sparsity)} of the {rows}×{cols} weight blocks"
+
     extras = UnificationExtras
     traces = (ADMM, UNIFICATION_STORAGE)
     description = DESCRIPTION
