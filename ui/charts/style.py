@@ -25,7 +25,8 @@ from ui.safe_text import escape_figure
 #: colour-blind-safe qualitative palette used for runs, schedules and methods
 PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid
 # Kept weights dark, pruned ones pale: a sparse layer reads as a mostly empty picture.
-MASK_COLORSCALE = [[0.0, "#f4f1ea"], [1.0, "#1f3b73"]]
+MASK_PRUNED, MASK_KEPT, MASK_REGROWN = "#f4f1ea", "#1f3b73", "#e66100"
+MASK_COLORSCALE = [[0.0, MASK_PRUNED], [1.0, MASK_KEPT]]
 TEMPLATE = "plotly_white"
 HEIGHT = 380
 
