@@ -316,7 +316,7 @@ class AswlMethod(Method):
     def target_text(cls, config, method_config) -> str:
         if method_config.target_mode == "paper":  # d = 0: the regulariser pulls to empty
             return f"no target: density pulled toward 0 (λ = {method_config.lam:g})"
-        return f"{percent(config.sparsity)} target sparsity (reached by the λ regulariser)"
+        return f"{percent(config.sparsity)} target sparsity"
 
     description = DESCRIPTION
     extras = AswlExtras
