@@ -34,10 +34,12 @@ def ispasp_residual_frame(traces: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     iteration's own candidate support (the trace's ``candidate``), which may rise and fall.
     Each block starts with an iteration-0 row: the empty support, Y_S = 0, relative residual 1.
     """
-    rows = []
+    rows, recorded = [], {}
     for t in traces:
         loss = float(t["residual"])
         candidate = t.get("candidate")
+        if t.get("relative") is not None:
+            recorded.setdefault(str(t["block"]), set()).add("relative")
         rows.append({"block": str(t["block"]), "iteration": int(t["iteration"]), "loss": loss,
                      "norm": float(np.sqrt(2.0 * max(loss, 0.0))),
                      "relative": float(t["relative"]) if t.get("relative") is not None else np.nan,
@@ -54,12 +56,15 @@ def ispasp_residual_frame(traces: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     dense = (frame["norm"] / frame["relative"].where(frame["relative"] > 0)).groupby(
         frame["block"], sort=False).transform("max")
     frame["candidate_relative"] = frame["candidate_norm"] / dense
-    starts = pd.DataFrame({"block": frame["block"].unique(), "iteration": 0, "relative": 1.0,
+    # Iteration 0, the empty support (Y_S = 0, residual = ‖Y_dense‖), for blocks whose trace
+    # recorded ‖Y_dense‖ (through ``relative``); older traces start at iteration 1.
+    known = [b for b, g in frame.groupby("block", sort=False) if "relative" in recorded.get(b, ())]
+    starts = pd.DataFrame({"block": known, "iteration": 0, "relative": 1.0,
                            "candidate_relative": 1.0})
     starts["norm"] = starts["block"].map(dense.groupby(frame["block"], sort=False).first())
     starts["loss"] = starts["norm"] ** 2 / 2
-    frame = pd.concat([starts, frame], ignore_index=True)
-    order = {b: i for i, b in enumerate(starts["block"])}
+    order = {b: i for i, b in enumerate(frame["block"].unique())}
+    frame = pd.concat([starts, frame], ignore_index=True) if len(starts) else frame
     frame = frame.sort_values(["block", "iteration"], key=lambda c: c.map(order) if c.name == "block"
                               else c, kind="stable").reset_index(drop=True)
     return frame[columns]
@@ -82,6 +87,8 @@ def ispasp_residual_figure(frame: pd.DataFrame, relative: bool = True) -> go.Fig
             x=group["iteration"], y=best, mode="lines+markers", name=f"{short_name(block)} best",
             legendgroup=block, line=dict(color=color, width=2.5),
             hovertemplate="iteration %{x}: best so far " + fmt + "<extra>%{fullData.name}</extra>"))
+        if candidate.isna().all():  # older traces did not record the candidates
+            continue
         fig.add_trace(go.Scatter(
             x=group["iteration"], y=candidate, mode="lines+markers",
             name=f"{short_name(block)} candidate", legendgroup=block,
