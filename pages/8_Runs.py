@@ -29,7 +29,7 @@ CONFIG_COLUMNS = {
     "id": "run id", "name": "name", "status": "status", "model": "model", "dataset": "dataset",
     "method": "method", "schedule": "schedule",
     "target_text": st.column_config.TextColumn(
-        "target", help="What the method was asked to reach: a mask sparsity for the scheduled "
+        "target", width="medium", help="What the method was asked to reach: a mask sparsity for the scheduled "
                        "methods, a keep ratio or density for those that read one instead."),
 }
 

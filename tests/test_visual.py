@@ -84,6 +84,7 @@ def test_method_colours_and_schedule_markers_do_not_depend_on_the_runs_shown():
     assert many["random · agp"][1:] == many["magnitude · agp"][1:]       # same schedule mark
     assert many["random · agp"][0] != many["magnitude · agp"][0]         # other method colour
     assert len({c for c, _, _ in many.values()}) == 4
+    assert many["magnitude · agp"][0] == style.run_color("magnitude", "agp")
     # every method and schedule of the registries has its own colour / dash and marker
     from pruning.methods import METHODS
     from pruning.schedules import SCHEDULES
@@ -144,9 +145,11 @@ def test_seed_groups_average_into_one_line_with_a_band_and_n_in_the_legend(seede
     names = [t.name for t in fig.data if t.showlegend is not False]
     assert {"agp (mean of 3 seeds)", "one_shot (mean of 3 seeds)"} <= set(names)
     assert sum(t.fill == "toself" for t in fig.data) == 2  # one band per schedule
-    # colour = the method's, dash = the schedule's
+    # colour = the method's hue shaded by the schedule, dash = the schedule's
     mean = {t.name: t for t in fig.data if t.name and "mean of" in t.name}
-    assert {t.line.color for t in mean.values()} == {style.method_color("magnitude")}
+    assert mean["agp (mean of 3 seeds)"].line.color == style.run_color("magnitude", "agp")
+    assert mean["one_shot (mean of 3 seeds)"].line.color == style.method_color("magnitude")
+    assert mean["agp (mean of 3 seeds)"].line.color != mean["one_shot (mean of 3 seeds)"].line.color
     assert mean["agp (mean of 3 seeds)"].line.dash == style.schedule_dash("agp")
 
 

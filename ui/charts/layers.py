@@ -137,7 +137,7 @@ def allocation_figure(frame: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     colors = {"ASWL (learned)": "#1f3b73", "uniform": "#999999", "global magnitude": "#e69f00"}
     for allocation, group in frame.groupby("allocation", sort=False):
-        labels = [f"{short_name(l)}<br>({s:,} w)" for l, s in zip(group["layer"], group["size"])]
+        labels = [f"{short_name(l)} ({s:,} w)" for l, s in zip(group["layer"], group["size"])]
         fig.add_trace(go.Bar(x=labels, y=group["ratio"], name=allocation,
                              marker_color=colors.get(allocation),
                              hovertemplate="%{x}: %{y:.1%} pruned<extra>%{fullData.name}</extra>"))

@@ -125,11 +125,14 @@ def layer_sparsity_figure(frame: pd.DataFrame) -> go.Figure:
                         shared_yaxes=True,
                         horizontal_spacing=0.05)
     colors = color_map(frame["layer"])
+    named: set[str] = set()  # each layer once in the legend, from whichever panel has it first
     for col, run in enumerate(runs, start=1):
         for layer, group in frame[frame["run"] == run].groupby("layer", sort=False):
             color = colors[layer]
+            first = layer not in named
+            named.add(layer)
             fig.add_trace(go.Scatter(x=group["epoch"], y=group["sparsity"], mode="lines+markers",
-                                     name=short_name(layer), legendgroup=layer, showlegend=col == 1,
+                                     name=short_name(layer), legendgroup=layer, showlegend=first,
                                      line=dict(color=color),
                                      hovertemplate="epoch %{x:.2f}: %{y:.1%} pruned"
                                                    "<extra>%{fullData.name}</extra>"),

@@ -145,8 +145,8 @@ def ispasp_units_figure(blocks: Sequence[str], matrix: np.ndarray) -> go.Figure:
     return style(fig, height=max(200, 60 + 36 * len(blocks)))
 
 
-ISPASP_STAGES = (("acc_dense", "dense<br>(before pruning)"), ("acc_pruned", "right after<br>pruning"),
-                 ("acc_finetuned", "after<br>fine-tuning"))
+ISPASP_STAGES = (("acc_dense", "dense"), ("acc_pruned", "right after pruning"),
+                 ("acc_finetuned", "after fine-tuning"))
 
 
 def ispasp_accuracy_frame(summary: Mapping[str, Any]) -> pd.DataFrame:

@@ -4,8 +4,9 @@ Conventions: fractions (accuracy, sparsity) are drawn on percent axes, and accur
 pass 100 %; axis titles carry units ("MFLOPs", "ms", "%"); legends horizontal above the plot;
 layers named without their ``.weight`` suffix.
 
-One visual language on every page: a method always has the same colour (``method_color``) and a
-schedule the same marker and dash (``schedule_symbol``, ``schedule_dash``), fixed by the name's
+One visual language on every page: a method always has the same hue (``method_color``, shaded
+per schedule by ``run_color``) and a schedule the same marker, dash and shade
+(``schedule_symbol``, ``schedule_dash``), fixed by the name's
 place in its registry (the order the code registers them, which no run can change), with a
 checksum of the name for names the registry does not know (runs of removed methods). A method
 that follows no schedule is drawn without one (``schedule_of``). Markers are outlined and
@@ -73,6 +74,26 @@ def schedule_dash(schedule: str | None) -> str:
     if schedule in (None, NO_SCHEDULE):
         return NO_SCHEDULE_DASH
     return SCHEDULE_DASHES[_index(schedule, "schedules") % len(SCHEDULE_DASHES)]
+
+
+#: how each schedule shades its method's colour: < 0 darker (toward black), > 0 lighter
+SCHEDULE_SHADES = (0.0, -0.45, 0.5, -0.25, 0.3, -0.6, 0.65)
+
+
+def run_color(method: str, schedule: str | None) -> str:
+    """The colour of a run's line: its method's hue, shaded by its schedule (deterministic, so
+    magnitude under AGP looks the same on every page), so runs of one method under several
+    schedules stay apart even in print without their dashes."""
+    base = method_color(method)
+    if schedule in (None, NO_SCHEDULE):
+        return base
+    shade = SCHEDULE_SHADES[_index(schedule, "schedules") % len(SCHEDULE_SHADES)]
+    if shade == 0:
+        return base
+    r, g, b = (int(base[i:i + 2], 16) for i in (1, 3, 5))
+    target = 255 if shade > 0 else 0
+    mix = [round(c + (target - c) * abs(shade)) for c in (r, g, b)]
+    return "#" + "".join(f"{c:02x}" for c in mix)
 
 
 def method_colors(methods: Iterable[str]) -> dict[str, str]:

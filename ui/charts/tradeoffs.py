@@ -15,8 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from pruning.compare import Group, noise_aware_front
-from ui.charts.style import (MARKER, accuracy_axis, empty_figure, method_color, schedule_dash,
-                             schedule_of, schedule_symbol, style)
+from ui.charts.style import (MARKER, accuracy_axis, empty_figure, method_color, run_color,
+                             schedule_dash, schedule_of, schedule_symbol, style)
 from ui.charts.training import rgba
 
 #: summary metrics averaged over a group's seeds for the trade-off views
@@ -90,21 +90,22 @@ def tradeoff_figure(frame: pd.DataFrame, x: str, *, x_title: str, x_higher_bette
                       fillcolor=rgba(method_color(base["method"]), 0.12), layer="below")
         fig.add_hline(y=base["test_acc"], line=dict(color="#555", width=1, dash="dot"),
                       annotation_text=f"dense baseline ({base['test_acc']:.1%}, n = {base['n']})",
-                      annotation_position="bottom left", annotation_font_size=11)
+                      annotation_position="bottom right", annotation_font_size=11)
     for curve, g in data.groupby("curve", sort=False):
         g = g.sort_values(x)
         method, schedule = g["method"].iloc[0], g["schedule"].iloc[0]
+        color = run_color(method, schedule)
         n = g["n"].max()
         fig.add_trace(go.Scatter(
             x=g[x], y=g["test_acc"], mode="lines+markers",
             name=f"{curve} (n = {n} seed{'s' if n > 1 else ''})" if g["n"].nunique() == 1
             else f"{curve} (n = {g['n'].min()}–{n} seeds)",
-            line=dict(color=method_color(method), dash=schedule_dash(schedule), width=2),
-            marker={**MARKER, "symbol": schedule_symbol(schedule), "color": method_color(method)},
+            line=dict(color=color, dash=schedule_dash(schedule), width=2),
+            marker={**MARKER, "symbol": schedule_symbol(schedule), "color": color},
             error_y=dict(type="data", array=g["test_acc_error"].fillna(0.0), thickness=1.2,
-                         width=4, color=method_color(method)),
+                         width=4, color=color),
             error_x=(dict(type="data", array=g[f"{x}_error"].fillna(0.0), thickness=1.2, width=4,
-                          color=method_color(method)) if x_errors and f"{x}_error" in g else None),
+                          color=color) if x_errors and f"{x}_error" in g else None),
             customdata=g[["target", "n", "seeds", "test_acc_error"]].to_numpy(),
             hovertemplate=("%{x:.3g}: accuracy %{y:.1%} ± %{customdata[3]:.1%}<br>target "
                            "%{customdata[0]}, n = %{customdata[1]} (seeds %{customdata[2]})"
@@ -116,8 +117,11 @@ def tradeoff_figure(frame: pd.DataFrame, x: str, *, x_title: str, x_higher_bette
         if len(points) >= 2:
             fig.add_trace(go.Scatter(x=points[x], y=points["test_acc"], mode="lines",
                                      name="Pareto front (steps beyond the noise)",
+                                     # along the edge of what the front's points dominate,
+                                     # never above a point (which would promise accuracy
+                                     # no run reached)
                                      line=dict(color="#333", dash="dot", width=1.5,
-                                               shape="hv" if x_higher_better else "vh"),
+                                               shape="vh" if x_higher_better else "hv"),
                                      hoverinfo="skip"))
     style(fig, x_title=x_title, height=height, legend_title="")
     if x == "density":

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.colors import hex_to_rgb, unlabel_rgb
 from plotly.subplots import make_subplots
 
-from ui.charts.style import (HEIGHT, accuracy_axis, color_map, empty_figure, method_color,
+from ui.charts.style import (HEIGHT, accuracy_axis, color_map, empty_figure, run_color,
                              schedule_dash, schedule_symbol, style)
 
 #: the curves' values, averaged over a group's seeds per epoch
@@ -30,7 +30,7 @@ def group_styles(frame: pd.DataFrame, group: str) -> dict[str, tuple[str, str, s
         first = frame.drop_duplicates(group).set_index(group)
         pairs = {g: (first.at[g, "method"], first.at[g, "schedule"]) for g in groups}
         if len(set(pairs.values())) == len(groups):
-            return {g: (method_color(m), schedule_dash(s), schedule_symbol(s))
+            return {g: (run_color(m, s), schedule_dash(s), schedule_symbol(s))
                     for g, (m, s) in pairs.items()}
     colors = color_map(groups)
     return {g: (colors[g], "solid", "circle") for g in groups}
@@ -87,7 +87,7 @@ def training_curves(epochs: pd.DataFrame, run: str | None = None, *, group: str 
         fig.add_trace(go.Scatter(
             x=g["epoch"], y=g["test_acc_mean"], mode="lines+markers", name=name,
             legendgroup=str(label), line=dict(color=color, dash=dash, width=2.5),
-            marker=dict(symbol=symbol, size=8, line=dict(width=1, color="white")),
+            marker=dict(symbol=symbol, size=10, line=dict(width=1, color="white")),
             hovertemplate="epoch %{x}<br>accuracy %{y:.1%}" + (f" (mean of {n})" if n > 1 else "")
                           + tag), row=1, col=1)
         if "mask_sparsity_mean" in g and g["mask_sparsity_mean"].notna().any():
@@ -95,7 +95,7 @@ def training_curves(epochs: pd.DataFrame, run: str | None = None, *, group: str 
                 x=g["epoch"], y=g["mask_sparsity_mean"], mode="lines",
                 name=f"{label} mask" if several else "mask sparsity (wide)",
                 legendgroup=str(label), showlegend=not several,
-                line=dict(color=color, width=7, dash=dash), opacity=0.35,
+                line=dict(color=color, width=7), opacity=0.35,
                 hovertemplate="epoch %{x}<br>mask %{y:.1%}" + tag), row=1, col=2)
         if "target_sparsity_mean" in g and g["target_sparsity_mean"].notna().any():
             # drawn after the mask, thin and dark, so it shows where the mask meets its target
@@ -103,7 +103,7 @@ def training_curves(epochs: pd.DataFrame, run: str | None = None, *, group: str 
                 x=g["epoch"], y=g["target_sparsity_mean"], mode="lines+markers",
                 name=f"{label} target" if several else "target sparsity (thin)",
                 legendgroup=str(label), showlegend=not several,
-                line=dict(color=color, width=1.5), marker=dict(size=4, symbol=symbol),
+                line=dict(color=color, width=1.5, dash=dash), marker=dict(size=5, symbol=symbol),
                 hovertemplate="epoch %{x}<br>target %{y:.1%}" + tag), row=1, col=2)
     style(fig, height=height)
     fig.update_xaxes(title_text="epoch")
