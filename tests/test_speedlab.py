@@ -223,3 +223,22 @@ def test_bench_pruning_step_compares_the_two_paths_on_identical_masks():
     assert result["steps"] == 8  # 256 samples / batch 64, two epochs
     assert result["final_sparsity"] == pytest.approx(0.9, abs=1e-4)
     assert result["per_step_ms"] > 0 and result["full_ranking_ms"] > 0
+
+
+def test_bench_times_models_with_batchnorm_folded_and_unchanged_outputs():
+    """The channel figures time the inference form: no BatchNorm left, the same logits."""
+    from pruning.bench import fold_batchnorm
+    from pruning.models import MODELS
+
+    torch.manual_seed(0)
+    model = MODELS.get("vgg11")(3, 10, 32, 0.25).eval()
+    for module in model.modules():  # non-trivial statistics, so folding has work to do
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        folded = fold_batchnorm(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        assert torch.allclose(folded(x), expected, atol=1e-4)
