@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import common
+from ui import formatting, live, page, pickers
 
 ROOT = Path(__file__).resolve().parent
 SLOT = "home"
@@ -32,7 +32,7 @@ def _page_order(path: Path) -> tuple[float, str]:
 
 
 def home() -> None:
-    common.page_setup(
+    page.page_setup(
         "Pruning Explorer",
         "**Pruning** removes weights from a trained (or training) network: each pruned weight is "
         "fixed at zero by a binary *mask*. Which weights go is decided by a *criterion* (e.g. the "
@@ -44,42 +44,42 @@ def home() -> None:
     st.subheader("Try it: one pruning session in seconds")
     st.markdown("A small CNN learns the embedded 8×8 handwritten digits while magnitude pruning "
                 "follows the one-cycle schedule up to 90 % sparsity.")
-    running = common.slot_running(SLOT)
-    if st.button(common.DEFAULT_SESSION_LABEL, type="primary", key="home-run",
+    running = live.slot_running(SLOT)
+    if st.button(live.DEFAULT_SESSION_LABEL, type="primary", key="home-run",
                  disabled=running):
-        common.start_job(SLOT, [common.default_config()])
-    progress = common.show_job(SLOT)
+        live.start_job(SLOT, [live.default_config()])
+    progress = live.show_job(SLOT)
     if progress is not None and not progress.running and progress.run_id:
         _result(progress.run_id)
 
     st.subheader("Where to go next")
     for path, label, what in NEXT_STEPS:
         if (ROOT / path).exists():
-            common.page_link(path, f"**{label}** — {what}")
+            page.page_link(path, f"**{label}** — {what}")
 
     _recent_runs()
 
 
 def _result(run_id: str) -> None:
-    with common.user_errors():
-        run = common.store().get_run(run_id)
+    with page.user_errors():
+        run = page.store().get_run(run_id)
         if run.status != "done":
             return
-        common.metric_tiles(run.summary, "headline")
+        formatting.metric_tiles(run.summary, "headline")
         st.caption(f"Run `{run.id}` — open it on the Runs page to compare or export it.")
 
 
 def _recent_runs() -> None:
     st.subheader("Recent runs")
-    runs = common.store().list_runs(limit=8)
+    runs = page.store().list_runs(limit=8)
     if not runs:
         st.caption("No runs yet: the button above trains the first one.")
         return
-    frame = common.runs_frame(runs)
-    metrics = common.metric_columns("headline")
+    frame = pickers.runs_frame(runs)
+    metrics = formatting.metric_columns("headline")
     cols = [c for c in ("label", "status", *metrics, "created") if c in frame]
     table = frame[cols].copy()
-    table["created"] = table["created"].map(common.fmt_time)
+    table["created"] = table["created"].map(formatting.fmt_time)
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"label": "run", "status": "status", **metrics,
                                 "created": "started"})

@@ -14,7 +14,8 @@ import streamlit as st
 from pruning.config import ConfigError, RunConfig, Spec, specs
 from pruning.schedules import SCHEDULES, schedule_from_config
 from pruning.validation import follows_schedule, registry, validate
-from ui import charts, common, forms, live
+from ui import forms, live, page, report
+from ui.charts import schedules
 from ui.safe_text import md
 
 SLOT = "run"
@@ -166,13 +167,13 @@ def preview(config: RunConfig) -> None:
     progress = np.linspace(0.0, 1.0, 201)
     curve = pd.DataFrame({"progress": progress, "target": [schedule(float(t)) for t in progress],
                           "schedule": config.schedule})
-    st.plotly_chart(charts.schedule_curves(curve, height=240), key="run-preview")
-    common.caption(f"Live preview: the target sparsity the {config.schedule} schedule asks for "
+    st.plotly_chart(schedules.schedule_curves(curve, height=240), key="run-preview")
+    page.caption(f"Live preview: the target sparsity the {config.schedule} schedule asks for "
                    "over training; the mask follows it step by step.")
 
 
 def main() -> None:
-    common.page_setup("Run a pruning session",
+    page.page_setup("Run a pruning session",
                       "Pick what to prune and how, then train. The address bar keeps every "
                       "choice, so a copied link reproduces this exact setup.")
     config, problems = forms.config_from_query(st.query_params.to_dict())
@@ -195,16 +196,16 @@ def main() -> None:
     if error:
         st.error(md(f"Cannot run this setup: {error}"))
 
-    running = common.slot_running(SLOT)
+    running = live.slot_running(SLOT)
     if st.button("Run", type="primary", key="run-start", disabled=bool(error) or running):
-        common.start_job(SLOT, [config])
-    progress = common.show_job(SLOT)
+        live.start_job(SLOT, [config])
+    progress = live.show_job(SLOT)
     if progress is not None and not progress.running and progress.run_id:
-        with common.user_errors():
-            run = common.store().get_run(progress.run_id)
+        with page.user_errors():
+            run = page.store().get_run(progress.run_id)
             st.subheader(f"Result: {md(run.label())}")
-            common.run_report(run, key="run-result", curves=False)
-            common.page_link("pages/8_Runs.py", "Compare it with other runs on the Runs page")
+            report.run_report(run, key="run-result", curves=False)
+            page.page_link("pages/8_Runs.py", "Compare it with other runs on the Runs page")
 
 
 main()

@@ -15,7 +15,8 @@ import streamlit as st
 from pruning.config import RunConfig, specs
 from pruning.schedules import SCHEDULES, make_schedule
 from pruning.store import Run
-from ui import charts, common, state
+from ui import formatting, live, page, pickers, state
+from ui.charts import schedules, training
 from ui.safe_text import md
 
 SLOT = "schedules"
@@ -95,19 +96,19 @@ def default_group(runs: list[Run]) -> list[str]:
 
 def trained(s: dict) -> None:
     st.subheader("The same model trained under each schedule")
-    runs = common.finished_runs(statuses=("done", "stopped"))
+    runs = pickers.finished_runs(statuses=("done", "stopped"))
     by_id = {r.id: r for r in runs}
     group = default_group(runs)
-    base_run = common.run_picker("model, data, method and seed from run", runs, key="sch-base",
+    base_run = pickers.run_picker("model, data, method and seed from run", runs, key="sch-base",
                                  default=group[0] if group else None) if runs else None
     base = base_run.config if base_run else RunConfig()
     st.caption(f"Trains **{md(base.model)}** on **{md(base.dataset)}** with **{md(base.method)}**, seed "
                f"{base.seed}, {base.epochs} epochs, once per chosen schedule, with the sliders' "
                f"shape: {len(s['names'])} run(s) one after another in the background.")
     if st.button("Train under each schedule", type="primary", key="sch-train",
-                 disabled=not s["names"] or common.slot_running(SLOT)):
-        common.start_job(SLOT, schedule_configs(base, s))
-    progress = common.show_job(SLOT, show_curves=True)
+                 disabled=not s["names"] or live.slot_running(SLOT)):
+        live.start_job(SLOT, schedule_configs(base, s))
+    progress = live.show_job(SLOT, show_curves=True)
     if progress is not None and not progress.running and progress.run_ids:
         state.set_chosen_runs("schedules", list(progress.run_ids))
     if not runs:
@@ -115,28 +116,28 @@ def trained(s: dict) -> None:
                 "under each chosen schedule, then their curves appear here overlaid.")
         return
     default = [i for i in state.chosen_runs("schedules") if i in by_id] or group
-    chosen = common.runs_picker("runs to overlay", runs, key="sch-overlay", default=default)
+    chosen = pickers.runs_picker("runs to overlay", runs, key="sch-overlay", default=default)
     if not chosen:
         st.info("Choose runs to overlay.")
         return
     labels = {r.id: f"{r.config.schedule} · s{r.config.seed} · {r.id[-6:]}" for r in chosen}
-    epochs = common.epochs_frame(common.store(), [r.id for r in chosen], labels)
-    st.plotly_chart(charts.training_curves(epochs), key="sch-overlay-curves")
-    common.caption("Test accuracy (left) and sparsity (right) per epoch for the chosen runs, one "
+    epochs = pickers.epochs_frame(page.store(), [r.id for r in chosen], labels)
+    st.plotly_chart(training.training_curves(epochs), key="sch-overlay-curves")
+    page.caption("Test accuracy (left) and sparsity (right) per epoch for the chosen runs, one "
                    "colour per run: dashed = target, solid = mask.")
     table = pd.DataFrame([{"run": labels[r.id], "schedule": r.config.schedule,
-                           "final test accuracy": common.fmt_pct(r.summary.get("test_acc")),
-                           "mask sparsity": common.fmt_pct(r.summary.get("mask_sparsity")),
-                           "best test accuracy": common.fmt_pct(
+                           "final test accuracy": formatting.fmt_pct(r.summary.get("test_acc")),
+                           "mask sparsity": formatting.fmt_pct(r.summary.get("mask_sparsity")),
+                           "best test accuracy": formatting.fmt_pct(
                                epochs.loc[epochs["run_id"] == r.id, "test_acc"].max())}
                           for r in chosen])
     st.dataframe(table, hide_index=True, width="stretch")
-    common.caption("Final and best test accuracy of each overlaid run; the same final sparsity "
+    page.caption("Final and best test accuracy of each overlaid run; the same final sparsity "
                    "reached along different paths.")
 
 
 def main() -> None:
-    common.page_setup(
+    page.page_setup(
         "Schedules",
         "A schedule says *when* the weights go: all at once (one-shot), in a few steps "
         "(iterative), fast then slow (AGP's cubic), or slowly, then steeply, then slowly again "
@@ -146,8 +147,8 @@ def main() -> None:
     if frame.empty:
         st.info("Choose at least one schedule above to draw its curve.")
     else:
-        st.plotly_chart(charts.schedule_curves(frame), key="sch-curves")
-        common.caption("Target sparsity each schedule asks for over training (0 % = first step, "
+        st.plotly_chart(schedules.schedule_curves(frame), key="sch-curves")
+        page.caption("Target sparsity each schedule asks for over training (0 % = first step, "
                        "100 % = last); the masks follow these curves step by step.")
     trained(s)
 

@@ -8,10 +8,11 @@ import streamlit as st
 
 from pruning.methods import method_config
 from pruning.config import RunConfig
-from ui import analysis_charts as ac
-from ui import common
+from ui import formatting, live, page, pickers, report
+from ui.charts import layers
+from ui.charts.style import short_name
 
-common.page_setup(
+page.page_setup(
     "Layer attention",
     "**ASWL** learns *how much to prune each layer* while training from scratch: every conv "
     "and dense layer gets an attention a_l that scales its output, and the layer is "
@@ -20,35 +21,35 @@ common.page_setup(
     "the target; layers the loss needs pull theirs back up and are pruned less.")
 
 with st.expander("How ASWL works, and how this implementation reads the paper"):
-    st.markdown(ac.method_description("aswl"))
+    st.markdown(report.method_description("aswl"))
 
-store = common.store()
-with common.user_errors():
-    runs = ac.runs_with_trace(store, common.finished_runs(store, where=lambda r: r.config.method == "aswl"),
+store = page.store()
+with page.user_errors():
+    runs = pickers.runs_with_trace(store, pickers.finished_runs(store, where=lambda r: r.config.method == "aswl"),
                               "aswl")
     if not runs:
-        common.empty_state(
+        live.empty_state(
             "No ASWL run yet. Train one (small CNN on digits, 90 % target; about a minute on a "
             "CPU) and this page draws its attentions and per-layer ratios.",
             key="aswl", config=RunConfig(method="aswl"),
             button="Run ASWL on the default model")
         st.stop()
 
-    run = common.run_picker("ASWL run", runs, key="aswl-run")
+    run = pickers.run_picker("ASWL run", runs, key="aswl-run")
     s = run.summary
     cols = st.columns(4)
-    cols[0].metric("Target sparsity", common.fmt_pct(run.config.sparsity))
-    cols[1].metric("Reached (mask)", common.fmt_pct(s.get("mask_sparsity")))
-    cols[2].metric("Test accuracy", common.fmt_pct(s.get("test_acc")))
+    cols[0].metric("Target sparsity", formatting.fmt_pct(run.config.sparsity))
+    cols[1].metric("Reached (mask)", formatting.fmt_pct(s.get("mask_sparsity")))
+    cols[2].metric("Test accuracy", formatting.fmt_pct(s.get("test_acc")))
     settings = method_config(run.config)  # the run's values, defaults filled in
     cols[3].metric("λ, γ", f"{settings.lam:g}, {settings.gamma:g}")
 
-    frame = ac.aswl_frame(store.traces(run.id, "aswl"))
+    frame = layers.aswl_frame(store.traces(run.id, "aswl"))
     overlap = "".join(
-        f" The lines of {', '.join(ac.short_name(n) for n in group)} lie on top of each other."
-        for group in ac.overlapping_layers(frame, "attention"))
-    common.charts_side_by_side(
-        (ac.aswl_lines_figure(frame, "attention"), "aswl-attention",
+        f" The lines of {', '.join(short_name(n) for n in group)} lie on top of each other."
+        for group in layers.overlapping_layers(frame, "attention"))
+    page.charts_side_by_side(
+        (layers.aswl_lines_figure(frame, "attention"), "aswl-attention",
          "Each layer's attention a_l over training (all start at 0.5). The density regulariser "
          "pulls every attention down in proportion to the layer's share of the weights: the "
          "largest layers fall first and fastest, often to the floor 0.01 in the first epoch, "
@@ -56,7 +57,7 @@ with common.user_errors():
          "after them (the dense layers) also feel the task loss, which pulls a needed layer's "
          "attention back up; behind a BatchNorm the loss hardly sees a_l, so only the "
          "layer's size sets its pace." + overlap),
-        (ac.aswl_lines_figure(frame, "ratio"), "aswl-ratio",
+        (layers.aswl_lines_figure(frame, "ratio"), "aswl-ratio",
          "Each layer's pruning ratio p_l = (1 − a_l)^γ, the mirror image of its attention "
          "(capped at 0.99). The dashed line is the whole network's sparsity: it usually "
          "overshoots the target while the big layers sit at the cap, then settles near it as "
@@ -64,14 +65,14 @@ with common.user_errors():
 
     finals = store.traces(run.id, "aswl_final")
     if finals:
-        allocation = ac.allocation_frame(finals[-1])
+        allocation = layers.allocation_frame(finals[-1])
         st.subheader("Final per-layer ratios vs simple allocations")
-        st.plotly_chart(ac.allocation_figure(allocation), key="aswl-allocation")
-        overall = ac.overall_sparsity(allocation)
-        common.caption(
+        st.plotly_chart(layers.allocation_figure(allocation), key="aswl-allocation")
+        overall = layers.overall_sparsity(allocation)
+        page.caption(
             "Share of each layer's weights pruned at the end: ASWL's learned choice beside "
             "pruning every layer equally (uniform) and one magnitude threshold over all layers "
             "(global magnitude), all at the same overall sparsity "
-            f"({common.fmt_pct(overall.get('ASWL (learned)'))}).")
+            f"({formatting.fmt_pct(overall.get('ASWL (learned)'))}).")
     else:
         st.info("This run stopped before ASWL recorded its final ratios.")

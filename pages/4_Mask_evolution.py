@@ -9,12 +9,13 @@ import streamlit as st
 
 from pruning.config import RunConfig
 from pruning.store import RunFilesError
-from ui import analysis_charts as ac
-from ui import common
+from ui import live, page, pickers
+from ui.charts import masks
+from ui.charts.style import short_name
 from ui import masks_view as mv
 from ui.safe_text import md
 
-common.page_setup(
+page.page_setup(
     "Mask evolution",
     "Which weights survive, and when? Each picture is one layer's mask (dark = kept, pale = "
     "pruned) at a moment of training; press ▶ play to watch it thin out. Two schedules that "
@@ -25,14 +26,14 @@ common.page_setup(
 @st.cache_data(show_spinner=False, max_entries=16)
 def film_tables(home: str, run_id: str, count: int):
     """Layer names, churn and per-layer sparsity of a run's snapshots (``count`` keys the cache)."""
-    snaps = mv.load_snapshots(common.store(), run_id)
+    snaps = mv.load_snapshots(page.store(), run_id)
     return (list(snaps[-1].mask) if snaps else [], mv.churn_frame(snaps),
             mv.layer_sparsity_frame(snaps))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def film(home: str, run_id: str, count: int, layer: str) -> mv.LayerFilm:
-    return mv.layer_film(mv.load_snapshots(common.store(), run_id), layer)
+    return mv.layer_film(mv.load_snapshots(page.store(), run_id), layer)
 
 
 def pair_configs() -> list[RunConfig]:
@@ -43,13 +44,13 @@ def pair_configs() -> list[RunConfig]:
 PAIR_HELP = ("Trains the default small CNN (digits, 90 %, seed 0) twice, under a one-cycle and "
              "an iterative schedule, so only the schedule differs (about a minute each on a CPU).")
 
-store = common.store()
-with common.user_errors():
-    candidates = common.finished_runs(store, statuses=("done", "stopped"))
+store = page.store()
+with page.user_errors():
+    candidates = pickers.finished_runs(store, statuses=("done", "stopped"))
     counts = {r.id: len(store.snapshots(r.id)) for r in candidates}
     runs = [r for r in candidates if counts[r.id]]
     if not runs:
-        common.empty_state("No run with mask snapshots yet. " + PAIR_HELP, key="masks",
+        live.empty_state("No run with mask snapshots yet. " + PAIR_HELP, key="masks",
                            configs=pair_configs(),
                            button="Run one-cycle and iterative (same model and seed)")
         st.stop()
@@ -58,15 +59,15 @@ with common.user_errors():
     if pair is None:
         with st.expander("No one-cycle / iterative pair with the same model and seed yet — "
                          "train one"):
-            common.empty_state(PAIR_HELP, key="masks-pair", configs=pair_configs(),
+            live.empty_state(PAIR_HELP, key="masks-pair", configs=pair_configs(),
                                button="Run one-cycle and iterative")
     left, right = st.columns(2)
     with left:
-        run_a = common.run_picker("Left run", runs, key="masks-a",
+        run_a = pickers.run_picker("Left run", runs, key="masks-a",
                                   default=pair[0].id if pair else runs[0].id)
     others = [r for r in runs if r.id != run_a.id]
     with right:
-        run_b = common.run_picker(
+        run_b = pickers.run_picker(
             "Right run", others, key="masks-b",
             default=pair[1].id if pair and pair[1].id != run_a.id else None) if others else None
 
@@ -77,39 +78,39 @@ with common.user_errors():
         try:
             tables[r.id] = film_tables(home, r.id, counts[r.id])
         except RunFilesError as exc:
-            st.error(md(f"{common.run_title(r)}: {exc}"))
+            st.error(md(f"{pickers.run_title(r)}: {exc}"))
             chosen.remove(r)
     if not chosen:
         st.stop()
     layers = tables[chosen[0].id][0]
-    layer = st.selectbox("Layer", layers, format_func=ac.short_name, key="masks-layer",
+    layer = st.selectbox("Layer", layers, format_func=short_name, key="masks-layer",
                          help="Only prunable layers have masks (by default the first and last "
                               "layers are not pruned).")
-    films = [(common.run_title(r), film(home, r.id, counts[r.id], layer))
+    films = [(pickers.run_title(r), film(home, r.id, counts[r.id], layer))
              for r in chosen if layer in tables[r.id][0]]
     if len(films) < len(chosen):
         st.info(f"The right run has no layer {md(layer)} (a different model); showing the left "
                 "run only.")
     alignment = (mv.progress_alignment(films[0][1].epochs, films[1][1].epochs)
                  if len(films) == 2 else None)
-    st.plotly_chart(ac.mask_film_figure(films, alignment), key="masks-film")
+    st.plotly_chart(masks.mask_film_figure(films, alignment), key="masks-film")
     picture = films[0][1].picture
-    common.caption(f"What am I looking at: {picture.describe()} Dark cells are kept weights, pale "
+    page.caption(f"What am I looking at: {picture.describe()} Dark cells are kept weights, pale "
                    "ones pruned; the slider steps through the stored snapshots (aligned by "
                    "training progress when the runs differ in length).")
 
     def stacked(index: int) -> pd.DataFrame:
         """Churn (1) or per-layer sparsity (2) of the chosen runs, with a ``run`` column."""
-        return pd.concat([tables[r.id][index].assign(run=common.run_title(r)) for r in chosen],
+        return pd.concat([tables[r.id][index].assign(run=pickers.run_title(r)) for r in chosen],
                          ignore_index=True)
 
     st.subheader("Churn: weights that changed sides")
-    st.plotly_chart(ac.churn_figure(stacked(1)), key="masks-churn")
-    common.caption("Mask entries that flipped (kept → pruned or pruned → kept) between one "
+    st.plotly_chart(masks.churn_figure(stacked(1)), key="masks-churn")
+    page.caption("Mask entries that flipped (kept → pruned or pruned → kept) between one "
                    "snapshot and the next, all layers together; hover for how many were "
                    "pruned and how many regrew.")
 
     st.subheader("Per-layer sparsity over training")
-    st.plotly_chart(ac.layer_sparsity_figure(stacked(2)), key="masks-sparsity")
-    common.caption("Share of each layer's weights pruned at every snapshot, one panel per run: "
+    st.plotly_chart(masks.layer_sparsity_figure(stacked(2)), key="masks-sparsity")
+    page.caption("Share of each layer's weights pruned at every snapshot, one panel per run: "
                    "global pruning lets layers end at very different sparsities.")

@@ -14,7 +14,8 @@ from pruning.methods import METHODS
 from pruning.models import MODELS
 from pruning.schedules import SCHEDULES
 from pruning.validation import parse_sweep_list, sweep_grid
-from ui import charts, common
+from ui import live, page, pickers
+from ui.charts import tradeoffs
 from ui.safe_text import md
 
 SLOT = "tradeoffs"
@@ -62,12 +63,12 @@ def views(frame: pd.DataFrame, color: str) -> None:
                 continue
             symbol = "schedule" if color != "schedule" else "method"
             st.plotly_chart(
-                charts.tradeoff_scatter(frame, x, "test_acc", x_title=x_title, color=color,
+                tradeoffs.tradeoff_scatter(frame, x, "test_acc", x_title=x_title, color=color,
                                         symbol=symbol, hover=[h for h in HOVER if h in frame],
                                         x_higher_better=higher, x_percent=pct, log_x=log),
                 key=f"to-{x}")
-            common.caption(text)
-            front = charts.pareto_front(frame, x, "test_acc", x_higher_better=higher)
+            page.caption(text)
+            front = tradeoffs.pareto_front(frame, x, "test_acc", x_higher_better=higher)
             with st.expander(f"Runs on the Pareto front ({len(front)})"):
                 show = front[[c for c in ("label", x, "test_acc", "method", "schedule") if c in front]]
                 st.dataframe(show, hide_index=True, width="stretch")
@@ -113,21 +114,21 @@ def sweep() -> None:
                 "curve. The page stays usable while it trains; Stop ends it after the current "
                 "step (finished runs are kept).")
     configs = sweep_form()
-    running = common.slot_running(SLOT)
+    running = live.slot_running(SLOT)
     if configs:
         st.caption(f"{len(configs)} run(s) of {configs[0].epochs} epoch(s) each.")
     if st.button("Start sweep", type="primary", key="to-sweep", disabled=not configs or running):
-        common.start_job(SLOT, configs, measure_latency=st.session_state.get("to-sw-measure", True))
-    common.show_job(SLOT, show_curves=True)
+        live.start_job(SLOT, configs, measure_latency=st.session_state.get("to-sw-measure", True))
+    live.show_job(SLOT, show_curves=True)
 
 
 def main() -> None:
-    common.page_setup("Trade-offs", "What does sparsity cost in accuracy, and what does it buy in "
+    page.page_setup("Trade-offs", "What does sparsity cost in accuracy, and what does it buy in "
                                     "FLOPs and measured latency? Every finished run is a dot; the "
                                     "Pareto front joins the best ones.")
-    runs = common.finished_runs()
+    runs = pickers.finished_runs()
     if runs:
-        frame = common.runs_frame(runs)
+        frame = pickers.runs_frame(runs)
         frame, color = filtered(frame)
         if frame.empty:
             st.info("No run matches these filters; widen them above.")

@@ -11,11 +11,11 @@ never models.
 import streamlit as st
 import torch
 
-from ui import analysis_charts as ac
-from ui import common
+from ui import formatting, live, page, pickers
+from ui.charts import speed
 from ui.safe_text import md
 
-common.page_setup(
+page.page_setup(
     "Speed lab",
     "**Why isn't it faster?** A 90 % sparse model still multiplies every zero unless something "
     "skips them. Here one pruned model runs in four forms on *this* machine: **dense** (the "
@@ -33,7 +33,7 @@ LAYOUT_HELP = ("How image tensors are laid out in memory. PyTorch's default is c
                "BatchNorm, ReLU and pooling are memory-bound work that FLOPs do not count and "
                "NCHW max-pooling is slow on CPUs. Outputs, parameters and FLOPs are the same "
                "in both.")
-store = common.store()
+store = page.store()
 
 
 def devices() -> list[str]:
@@ -54,22 +54,22 @@ def measure(run, batch_sizes, device: str, seconds: float, layout: str) -> dict:
     if crossover is None and device == "cpu":
         crossover = speedlab.csr_crossover(device=device, max_seconds=min(seconds, 4.0))
         st.session_state[f"speedlab:crossover:{device}"] = crossover
-    model, mask, shape = ac.speedlab_inputs(store, run)
+    model, mask, shape = speed.speedlab_inputs(store, run)
     rows = speedlab.four_forms(model, mask, shape, device, batch_sizes=tuple(batch_sizes),
                                max_seconds=seconds, crossover=crossover, memory_format=layout)
     return {"rows": rows, "has_mask": mask is not None, "memory_format": layout,
             "mask_sparsity": None if mask is None else mask.sparsity(), "input_shape": list(shape)}
 
 
-with common.user_errors():
-    runs = [r for r in common.finished_runs(store) if store.model_path(r.id).exists()]
+with page.user_errors():
+    runs = [r for r in pickers.finished_runs(store) if store.model_path(r.id).exists()]
     if not runs:
-        common.empty_state("No finished run with a saved model yet. Train the default session "
+        live.empty_state("No finished run with a saved model yet. Train the default session "
                            "(small CNN on digits, 90 % sparse; seconds on a CPU), then measure it "
                            "here.", key="speedlab")
         st.stop()
 
-    run = common.run_picker("Run to measure", runs, key="speedlab-run")
+    run = pickers.run_picker("Run to measure", runs, key="speedlab-run")
     left, mid, layout_col, right = st.columns([3, 1, 2, 1])
     batch_sizes = left.multiselect("Batch sizes", BATCH_SIZES, default=[1, 8, 64, 256],
                                    key="speedlab-batches")
@@ -95,28 +95,28 @@ with common.user_errors():
                 "Nothing is measured until you do.")
         st.stop()
 
-    frame = ac.forms_frame(result["rows"])
+    frame = speed.forms_frame(result["rows"])
     first = result["rows"][0]
     row_layout = first.get("memory_format")
     st.caption(f"Measured on **{first['device']}**, {first['threads']} threads, "
                f"{first['dtype']}, input {'×'.join(map(str, result['input_shape']))}, "
                + (f"**{LAYOUTS[row_layout]}** layout; " if row_layout in LAYOUTS else
                   "no image layout (flat input); ")
-               + ("mask sparsity " + common.fmt_pct(result["mask_sparsity"])
+               + ("mask sparsity " + formatting.fmt_pct(result["mask_sparsity"])
                   if result["has_mask"] else
                   "this run's method changed the architecture itself (no mask): every form is "
                   "the already-pruned network, so compare with the run's dense latency in Runs")
                + ".")
-    noisy = ac.noisy_share(frame)
+    noisy = speed.noisy_share(frame)
     if noisy > 0.25:
         st.warning(f"{noisy:.0%} of these measurements vary a lot (90th percentile over twice the "
                    "median): something else is using this machine, so the speed-ups below are "
                    "unreliable. Close other work and measure again.")
-    table = ac.forms_table(frame)
+    table = speed.forms_table(frame)
     # frame keeps the rows' order, so the layout column lines up with the table
     table.insert(2, "layout", [r.get("memory_format") or "—" for r in result["rows"]])
     st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 4)
-    common.caption("One row per form and batch size: memory layout, median and 90th-percentile "
+    page.caption("One row per form and batch size: memory layout, median and 90th-percentile "
                    "time per batch, parameters each form needs, FLOPs it executes, and the "
                    "speed-up over dense that FLOPs promise (theoretical) against the one measured.")
     other_layout = next(name for name in LAYOUTS if name != layout)
@@ -149,23 +149,23 @@ with common.user_errors():
     st.markdown("\n".join(f"- **{row.label}** ({row.measured_speedup:.2f}× measured, "
                           f"{row.theoretical_speedup:.2f}× in theory): {row.explanation}"
                           for row in largest.itertuples()))
-    common.caption(f"Why each form is as fast as it is, at batch {int(frame['batch_size'].max())}.")
+    page.caption(f"Why each form is as fast as it is, at batch {int(frame['batch_size'].max())}.")
     with st.expander("Explanations at every batch size"):
         st.markdown("\n".join(f"- batch {row.batch_size}, **{row.label}**: {row.explanation}"
                               for row in frame.itertuples()))
 
-    common.charts_side_by_side(
-        (ac.latency_figure(frame), "speedlab-latency",
+    page.charts_side_by_side(
+        (speed.latency_figure(frame), "speedlab-latency",
          "Time per image of each form as the batch grows (batch size on a log axis): larger "
          "batches spread fixed per-call costs over more images."),
-        (ac.speedup_figure(frame), "speedlab-speedup",
+        (speed.speedup_figure(frame), "speedlab-speedup",
          "Speed-up over dense that each form achieved (solid) against the FLOPs ratio it "
          "promises (dashed); below the grey line it is slower than dense."))
 
     crossover = st.session_state.get(f"speedlab:crossover:{device}")
     if crossover is not None:
         st.subheader("When does a sparse kernel pay off?")
-        st.plotly_chart(ac.crossover_figure(crossover), key="speedlab-crossover")
-        common.caption(f"Time of one {crossover['in_features']}×{crossover['out_features']} "
+        st.plotly_chart(speed.crossover_figure(crossover), key="speedlab-crossover")
+        page.caption(f"Time of one {crossover['in_features']}×{crossover['out_features']} "
                        f"linear layer on a batch of {crossover['batch_size']}, as a dense matmul "
                        f"and as CSR, at growing sparsity: {crossover['explanation']}")

@@ -16,7 +16,8 @@ import streamlit as st
 from pruning.export import export_run, metrics_csv
 from pruning.results import METRICS
 from pruning.store import Run
-from ui import charts, common, live, state
+from ui import formatting, live, page, pickers, report, state
+from ui.charts import sparsity, training
 from ui.safe_text import md
 
 #: the history's columns: the run's identity and settings, then every ``list`` metric of
@@ -30,7 +31,7 @@ CONFIG_COLUMNS = {
 
 
 def history_columns() -> dict:
-    return {**CONFIG_COLUMNS, **common.metric_columns("list"), "created": "started"}
+    return {**CONFIG_COLUMNS, **formatting.metric_columns("list"), "created": "started"}
 
 
 #: the comparison's first rows, from the runs' settings; every ``detail`` metric follows
@@ -44,7 +45,7 @@ IDENTITY_ROWS = {
 def summary_table(runs: list[Run]) -> pd.DataFrame:
     """Metrics as rows, runs as columns (the side-by-side comparison)."""
     metrics = METRICS.view("detail")
-    table = {common.run_title(run): [row(run) for row in IDENTITY_ROWS.values()]
+    table = {pickers.run_title(run): [row(run) for row in IDENTITY_ROWS.values()]
              + [m.text(m.value(run.summary)) for m in metrics] for run in runs}
     return pd.DataFrame(table, index=list(IDENTITY_ROWS) + [m.label for m in metrics])
 
@@ -52,11 +53,11 @@ def summary_table(runs: list[Run]) -> pd.DataFrame:
 def history(runs: list[Run]) -> None:
     statuses = sorted({r.status for r in runs})
     chosen = st.multiselect("status", statuses, default=statuses, key="runs-status")
-    frame = common.runs_frame([r for r in runs if r.status in chosen])
+    frame = pickers.runs_frame([r for r in runs if r.status in chosen])
     if frame.empty:
         st.caption("No run has the chosen status.")
         return
-    frame["created"] = frame["created"].map(common.fmt_time)
+    frame["created"] = frame["created"].map(formatting.fmt_time)
     frame["name"] = [r.name or "" for r in runs if r.status in chosen]
     config = history_columns()
     columns = [c for c in config if c in frame and (c != "name" or frame[c].any())]
@@ -71,11 +72,11 @@ def history(runs: list[Run]) -> None:
 def compare(runs: list[Run]) -> None:
     finished = [r for r in runs if r.status in ("done", "stopped")]
     if len(finished) < 2:
-        common.empty_state("Comparing needs two finished runs. Train the default session "
+        live.empty_state("Comparing needs two finished runs. Train the default session "
                            "(again with another seed or schedule on the Run page).",
                            key="runs-compare")
         return
-    chosen = common.runs_picker("runs to compare", finished, key="runs-compare-pick",
+    chosen = pickers.runs_picker("runs to compare", finished, key="runs-compare-pick",
                                 default=state.chosen_runs("compare"))
     state.set_chosen_runs("compare", [r.id for r in chosen])
     if len(chosen) < 2:
@@ -85,12 +86,12 @@ def compare(runs: list[Run]) -> None:
     st.dataframe(table, width="stretch", height=35 * (len(table) + 1) + 3)  # no inner scroll
     st.caption("The chosen runs side by side: accuracy, the three sparsities, parameters, FLOPs "
                "and measured latency.")
-    labels = {r.id: common.run_title(r) for r in chosen}
-    epochs = common.epochs_frame(common.store(), [r.id for r in chosen], labels)
-    st.plotly_chart(charts.training_curves(epochs), key="runs-compare-curves")
+    labels = {r.id: pickers.run_title(r) for r in chosen}
+    epochs = pickers.epochs_frame(page.store(), [r.id for r in chosen], labels)
+    st.plotly_chart(training.training_curves(epochs), key="runs-compare-curves")
     st.caption("Test accuracy and mask sparsity over epochs, one colour per run (dashed: each "
                "run's target).")
-    st.plotly_chart(charts.sparsity_bars({labels[r.id]: r.summary for r in chosen}),
+    st.plotly_chart(sparsity.sparsity_bars({labels[r.id]: r.summary for r in chosen}),
                     key="runs-compare-sparsity")
     st.caption("Target vs mask vs effective sparsity, and the share of parameters zero and of "
                "FLOPs skipped or removed, per run.")
@@ -99,7 +100,7 @@ def compare(runs: list[Run]) -> None:
 def _export_bytes(run_id: str, kind: str):
     """A callable for st.download_button: builds one export file when the button is clicked."""
     def build() -> bytes:
-        store = common.store()
+        store = page.store()
         if kind == "metrics":
             return metrics_csv(store, run_id).encode()
         with tempfile.TemporaryDirectory(prefix="pruning-export-") as tmp:
@@ -109,13 +110,13 @@ def _export_bytes(run_id: str, kind: str):
 
 
 def details(runs: list[Run]) -> None:
-    run = common.run_picker("run", runs, key="runs-detail-pick")
+    run = pickers.run_picker("run", runs, key="runs-detail-pick")
     if run is None:
         return
-    common.run_report(run, key="runs-detail")
+    report.run_report(run, key="runs-detail")
     st.markdown("**Export**")
-    has_model = common.store().model_path(run.id).exists()
-    has_model = has_model and not common.store().missing_files(run.id, run.status)
+    has_model = page.store().model_path(run.id).exists()
+    has_model = has_model and not page.store().missing_files(run.id, run.status)
     cols = st.columns(4)
     cols[0].download_button("Metrics (CSV)", _export_bytes(run.id, "metrics"),
                             file_name=f"run-{run.id}-metrics.csv", mime="text/csv",
@@ -135,36 +136,36 @@ def details(runs: list[Run]) -> None:
 
 
 def manage(runs: list[Run]) -> None:
-    run = common.run_picker("run", runs, key="runs-manage-pick")
+    run = pickers.run_picker("run", runs, key="runs-manage-pick")
     if run is None:
         return
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     name = c1.text_input("name", value=run.name or "", key=f"runs-name-{run.id}",
                          help=f"Leave empty for the automatic label: {md(run.label())}")
     if c2.button("Rename", key="runs-rename"):
-        with common.user_errors():
-            common.store().rename_run(run.id, name.strip() or None)
+        with page.user_errors():
+            page.store().rename_run(run.id, name.strip() or None)
             st.rerun()
     st.divider()
     confirm = st.checkbox(f"I want to delete run {run.id} and its files", key=f"runs-del-ok-{run.id}")
     if st.button("Delete run", key="runs-delete", disabled=not confirm or run.status == "running",
                  help="running runs cannot be deleted; stop them first"):
-        with common.user_errors():
-            common.store().delete_run(run.id)
+        with page.user_errors():
+            page.store().delete_run(run.id)
             st.toast(f"Deleted run {run.id}")
             st.rerun()
 
 
 def main() -> None:
-    common.page_setup("Runs", "What is training now, and every run in the store: its history, "
+    page.page_setup("Runs", "What is training now, and every run in the store: its history, "
                               "a side-by-side comparison, the full report of one run with its "
                               "export files, and clean-up.")
     if live.manager().running():
         st.subheader("Running now")
         live.running_jobs(key="runs-running")
-    runs = common.store().list_runs()
+    runs = page.store().list_runs()
     if not runs:
-        common.empty_state("No runs yet. Train the default session (a few seconds on a CPU) "
+        live.empty_state("No runs yet. Train the default session (a few seconds on a CPU) "
                            "and it will appear here.", key="runs")
         return
     tabs = st.tabs(["History", "Compare", "Details & export", "Rename / delete"])

@@ -11,7 +11,10 @@ import torch
 from pruning.config import RunConfig
 from pruning.masks import Mask
 from pruning.store import RunStore
-from ui import analysis_charts as charts
+from ui.charts import layers as layer_charts
+from ui.charts import masks as mask_charts
+from ui.charts import methods as method_charts
+from ui.charts import speed as speed_charts
 from ui import masks_view as mv
 
 
@@ -112,7 +115,7 @@ def test_churn_of_a_single_snapshot_is_empty_and_figures_say_so(tmp_path):
     store, run_id = _store_with_run(tmp_path, masks=_masks()[:1])
     churn = mv.churn_frame(mv.load_snapshots(store, run_id))
     assert churn.empty and list(churn.columns)[:4] == ["step", "epoch", "layer", "flips"]
-    fig = charts.churn_figure(churn.assign(run="a"))
+    fig = mask_charts.churn_figure(churn.assign(run="a"))
     assert "fewer than two snapshots" in fig.layout.annotations[0].text
 
 
@@ -146,7 +149,7 @@ def test_mask_film_figure_has_one_frame_per_aligned_snapshot_and_a_play_button(t
     store, run_id = _store_with_run(tmp_path)
     snaps = mv.load_snapshots(store, run_id)
     film = mv.layer_film(snaps, "conv.weight")
-    fig = charts.mask_film_figure([("one_cycle", film), ("iterative", film)],
+    fig = mask_charts.mask_film_figure([("one_cycle", film), ("iterative", film)],
                                   mv.progress_alignment(film.epochs, film.epochs))
     assert len(fig.frames) == 3 and len(fig.data) == 2
     assert np.array_equal(np.asarray(fig.frames[2].data[0].z), film.frames[2])
@@ -165,22 +168,22 @@ def test_aswl_frames_from_stored_traces(tmp_path):
     store.add_trace(run_id, "aswl_final", 60, {
         "layers": layers, "ratio_aswl": [0.75, 0.25], "ratio_uniform": [0.45, 0.45],
         "ratio_global_magnitude": [0.9, 0.3], "sizes": [8, 12]})
-    frame = charts.aswl_frame(store.traces(run_id, "aswl"))
+    frame = layer_charts.aswl_frame(store.traces(run_id, "aswl"))
     assert len(frame) == 4
     row = frame[(frame.step == 50) & (frame.layer == "fc.weight")].iloc[0]
     assert row.attention == 0.9 and row.ratio == 0.1 and row.density == 0.6
 
-    fig = charts.aswl_lines_figure(frame, "ratio")
+    fig = layer_charts.aswl_lines_figure(frame, "ratio")
     assert [t.name for t in fig.data] == ["conv", "fc", "overall sparsity"]
     assert list(fig.data[-1].y) == pytest.approx([0.5, 0.4])
     assert fig.layout.yaxis.tickformat == ".0%"
 
-    final = charts.allocation_frame(store.traces(run_id, "aswl_final")[-1])
+    final = layer_charts.allocation_frame(store.traces(run_id, "aswl_final")[-1])
     assert len(final) == 6
-    overall = charts.overall_sparsity(final)
+    overall = layer_charts.overall_sparsity(final)
     assert overall["ASWL (learned)"] == pytest.approx((0.75 * 8 + 0.25 * 12) / 20)
     assert overall["uniform"] == pytest.approx(0.45)
-    fig = charts.allocation_figure(final)
+    fig = layer_charts.allocation_figure(final)
     assert [t.name for t in fig.data] == ["ASWL (learned)", "uniform", "global magnitude"]
 
 
@@ -195,35 +198,35 @@ def test_ispasp_frames_from_stored_traces(tmp_path):
                                                 "chosen": [0, 3]})
     store.add_trace(run_id, "ispasp_units", 5, {"block": "fc1.weight", "channels": 6, "kept": 3,
                                                 "chosen": [1, 2, 5]})
-    frame = charts.ispasp_residual_frame(store.traces(run_id, "ispasp_residual"))
+    frame = method_charts.ispasp_residual_frame(store.traces(run_id, "ispasp_residual"))
     conv = frame[frame.block == "conv1"]
     assert conv["norm"].tolist() == pytest.approx([4.0, 2.0, 2.0])       # √(2L)
     assert conv["relative"].tolist() == pytest.approx([1.0, 0.5, 0.5])   # ÷ first norm (no trace value)
-    fig = charts.ispasp_residual_figure(frame)
+    fig = method_charts.ispasp_residual_figure(frame)
     assert [t.name for t in fig.data] == ["conv1", "fc1"] and fig.layout.yaxis.tickformat == ".0%"
 
-    blocks, matrix, kept = charts.ispasp_units_matrix(store.traces(run_id, "ispasp_units"))
+    blocks, matrix, kept = method_charts.ispasp_units_matrix(store.traces(run_id, "ispasp_units"))
     assert blocks == ["conv1", "fc1.weight"] and matrix.shape == (2, 6)
     assert matrix[0, :4].tolist() == [1, 0, 0, 1] and np.isnan(matrix[0, 4:]).all()
     assert matrix[1].tolist() == [0, 1, 1, 0, 0, 1]
     assert kept["kept_fraction"].tolist() == [0.5, 0.5]
 
-    acc = charts.ispasp_accuracy_frame({"acc_dense": 0.9, "acc_pruned": 0.3, "acc_finetuned": 0.88})
+    acc = method_charts.ispasp_accuracy_frame({"acc_dense": 0.9, "acc_pruned": 0.3, "acc_finetuned": 0.88})
     assert acc["accuracy"].tolist() == [0.9, 0.3, 0.88]
 
 
 def test_ssc_layers_frame_and_special_cases_come_from_the_pattern_rule():
-    frame = charts.ssc_layers_frame([{"layer": "conv2", "in": 8, "out": 8, "kernel": [3, 3],
+    frame = method_charts.ssc_layers_frame([{"layer": "conv2", "in": 8, "out": 8, "kernel": [3, 3],
                                       "period_full": 8, "period_pointwise": 0, "kind": "depthwise",
                                       "params": 72, "dense_params": 576, "pattern": [[2]]}])
     row = frame.iloc[0]
     assert row.kernel == "3×3" and row.params_fraction == pytest.approx(72 / 576)
-    cases = {title: pattern for title, _, pattern in charts.ssc_special_cases()}
+    cases = {title: pattern for title, _, pattern in method_charts.ssc_special_cases()}
     assert (cases["dense"] == 2).all() and (cases["pointwise"] == 1).all()
     assert np.array_equal(cases["depthwise"], 2 * np.eye(8, dtype=cases["depthwise"].dtype))
     group = cases["group (2 groups)"]
     assert (group[:4, :4] == 2).all() and (group[:4, 4:] == 0).all() and (group[4:, 4:] == 2).all()
-    fig = charts.ssc_cases_figure(charts.ssc_special_cases())
+    fig = method_charts.ssc_cases_figure(method_charts.ssc_special_cases())
     assert len(fig.data) == 6 and sum(bool(t.showscale) for t in fig.data) == 1
 
 
@@ -233,12 +236,12 @@ def test_admm_and_storage_frames(tmp_path):
         store.add_trace(run_id, "admm", r, {"round": r, "w_minus_z": dist, "w_minus_z_rel": dist / 2,
                                             "pruned_fraction": 0.75, "unified_fraction": 0.25,
                                             "w_unified_fraction": r / 4})
-    frame = charts.admm_frame(store.traces(run_id, "admm"))
+    frame = method_charts.admm_frame(store.traces(run_id, "admm"))
     assert frame["round"].tolist() == [0, 1, 2] and frame["w_unified_fraction"].tolist() == [0, 0.25, 0.5]
-    fig = charts.admm_distance_figure(frame)
+    fig = method_charts.admm_distance_figure(frame)
     assert fig.layout.yaxis.type == "log"           # spans two decades
     assert list(fig.data[0].y) == pytest.approx([0.5, 0.05, 0.005])
-    flat = charts.admm_distance_figure(frame.assign(w_minus_z_rel=[0.9, 1.2, 1.5]))
+    flat = method_charts.admm_distance_figure(frame.assign(w_minus_z_rel=[0.9, 1.2, 1.5]))
     assert flat.layout.yaxis.type == "linear"
 
     payload = {"layers": ["a.weight", "b.weight"], "weights": [8, 4], "blocks": [2, 1],
@@ -247,11 +250,11 @@ def test_admm_and_storage_frames(tmp_path):
                "total": {"weights": 12, "blocks": 3, "unified_blocks": 2, "pruned_blocks": 1,
                          "dense_bits": 384, "unified_bits": 72, "dense_multiplies": 84,
                          "unified_multiplies": 11, "compression": 384 / 72}}
-    table = charts.storage_frame(payload)
+    table = method_charts.storage_frame(payload)
     assert table["layer"].tolist() == ["a.weight", "b.weight", "total"]
     assert table.set_index("layer").loc["total", "compression"] == pytest.approx(384 / 72)
     assert table.set_index("layer").loc["a.weight", "multiply_reduction"] == pytest.approx(8.0)
-    assert len(charts.storage_figure(table).data) == 4   # 2 panels × (dense, unified)
+    assert len(method_charts.storage_figure(table).data) == 4   # 2 panels × (dense, unified)
 
 
 def _forms_rows():
@@ -267,25 +270,25 @@ def _forms_rows():
 
 
 def test_speed_lab_frames_and_figures():
-    frame = charts.forms_frame(_forms_rows())
+    frame = speed_charts.forms_frame(_forms_rows())
     assert frame["label"].unique().tolist() == ["dense", "masked dense", "sparse kernels",
                                                 "physically pruned"]
     assert frame.set_index(["form", "batch_size"]).loc[("physical", 8), "ms_per_image"] == 0.5
-    table = charts.forms_table(frame)
+    table = speed_charts.forms_table(frame)
     assert list(table.columns)[:3] == ["form", "batch", "median (ms / batch)"] and len(table) == 8
     assert table["measured ×"].tolist()[:4] == [1.0, 1.0, 0.5, 2.0]
-    fig = charts.speedup_figure(frame)
+    fig = speed_charts.speedup_figure(frame)
     assert len(fig.data) == 6                          # 3 non-dense forms × (measured, theoretical)
     assert fig.layout.shapes[0].y0 == 1.0              # the "as fast as dense" line
-    latency = charts.latency_figure(frame)
+    latency = speed_charts.latency_figure(frame)
     assert [t.name for t in latency.data] == ["dense", "masked dense", "sparse kernels",
                                               "physically pruned"]
 
     crossover = {"sparsities": [0.5, 0.9, 0.99], "dense_ms": [1.0, 1.0, 1.0],
                  "csr_ms": [4.0, 1.5, 0.5], "speedup": [0.25, 2 / 3, 2.0], "crossover": 0.95}
-    fig = charts.crossover_figure(crossover)
+    fig = speed_charts.crossover_figure(crossover)
     assert len(fig.data) == 2 and fig.layout.shapes[0].x0 == 0.95
-    assert charts.crossover_frame(crossover)["speedup"].tolist() == pytest.approx([0.25, 2 / 3, 2.0])
+    assert speed_charts.crossover_frame(crossover)["speedup"].tolist() == pytest.approx([0.25, 2 / 3, 2.0])
 
 
 def test_speedlab_inputs_load_the_final_model_mask_and_shape(tmp_path):
@@ -300,7 +303,7 @@ def test_speedlab_inputs_load_the_final_model_mask_and_shape(tmp_path):
     store.add_snapshot(run_id, 3, 1.0, mask)
     store.save_model(run_id, model, whole_module=False)
     store.finish_run(run_id, "done", {})
-    loaded, loaded_mask, shape = charts.speedlab_inputs(store, store.get_run(run_id))
+    loaded, loaded_mask, shape = speed_charts.speedlab_inputs(store, store.get_run(run_id))
     assert shape == (channels, size, size)
     assert loaded_mask.equals(mask)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
@@ -313,7 +316,7 @@ def test_ssc_comparison_rows_hold_the_parameter_budget(tmp_path):
         run_id = store.create_run(RunConfig(method=method), {})
         store.finish_run(run_id, "done", {"params_nonzero": nonzero, "params_dense": 1000,
                                           "test_acc": 0.9, "mask_sparsity": 0.0})
-    table = charts.ssc_comparison_frame(store.list_runs())
+    table = method_charts.ssc_comparison_frame(store.list_runs())
     assert sorted(table["method"]) == ["snip", "ssc"]
     assert table["params_removed"].tolist() == pytest.approx([0.6, 0.6])
 
@@ -321,21 +324,21 @@ def test_ssc_comparison_rows_hold_the_parameter_budget(tmp_path):
 def test_overlapping_layers_names_lines_drawn_on_top_of_each_other():
     frame = pd.DataFrame({"step": [0, 1] * 3, "layer": ["a", "a", "b", "b", "c", "c"],
                           "attention": [0.5, 0.4, 0.5, 0.3, 0.5, 0.4]})
-    assert charts.overlapping_layers(frame, "attention") == [["a", "c"]]
-    assert charts.overlapping_layers(frame[frame.layer != "c"], "attention") == []
+    assert layer_charts.overlapping_layers(frame, "attention") == [["a", "c"]]
+    assert layer_charts.overlapping_layers(frame[frame.layer != "c"], "attention") == []
 
 
 def test_churn_figure_sums_layers_per_run_in_the_given_order(tmp_path):
     store, run_id = _store_with_run(tmp_path)
     churn = mv.churn_frame(mv.load_snapshots(store, run_id))
     both = pd.concat([churn.assign(run="z-left"), churn.assign(run="a-right")], ignore_index=True)
-    fig = charts.churn_figure(both)
+    fig = mask_charts.churn_figure(both)
     assert [t.name for t in fig.data] == ["z-left", "a-right"]
     assert list(fig.data[0].y) == [6, 2]        # step 20: 2 + 4 flips, step 30: 2 + 0
 
 
 def test_noisy_share_counts_measurements_with_a_wide_spread():
-    frame = charts.forms_frame(_forms_rows())
-    assert charts.noisy_share(frame) == 0.0              # p90 = 1.1 × median everywhere
+    frame = speed_charts.forms_frame(_forms_rows())
+    assert speed_charts.noisy_share(frame) == 0.0              # p90 = 1.1 × median everywhere
     frame.loc[frame.index[:2], "p90_ms"] = frame["median_ms"].iloc[:2] * 3
-    assert charts.noisy_share(frame) == pytest.approx(2 / 8)
+    assert speed_charts.noisy_share(frame) == pytest.approx(2 / 8)

@@ -22,7 +22,8 @@ from pruning.config import ConfigError, RunConfig
 from pruning.session import run_session
 from pruning.store import RunStore
 from pruning.training import Event
-from ui import charts, common, forms, jobs, live
+from ui import forms, jobs, live, pickers
+from ui.charts import sparsity, tradeoffs, training
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["app.py"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
@@ -88,7 +89,7 @@ def own_copy(finished_store, monkeypatch, tmp_path) -> Path:
 @pytest.fixture
 def tiny_default(monkeypatch):
     """The home page's "default session" button trains TINY instead (seconds, same code path)."""
-    monkeypatch.setattr(common, "default_config", lambda: TINY)
+    monkeypatch.setattr(live, "default_config", lambda: TINY)
     yield
     wait_for_jobs()
 
@@ -117,7 +118,7 @@ def test_page_renders_with_finished_runs(page, full_home):
 def test_home_has_the_default_run_button_and_explains_pruning(empty_home):
     at = app("app.py")
     labels = [b.label for b in at.button]
-    assert common.DEFAULT_SESSION_LABEL in labels
+    assert live.DEFAULT_SESSION_LABEL in labels
     assert any("mask" in m.value and "sparsity" in m.value for m in at.markdown)
 
 
@@ -145,7 +146,7 @@ def test_home_default_run_completes_and_appears_on_runs(empty_home, tiny_default
 
 
 def test_two_sessions_train_at_once(empty_home, tiny_default, monkeypatch):
-    monkeypatch.setattr(common, "default_config", lambda: TINY.replace(epochs=10))
+    monkeypatch.setattr(live, "default_config", lambda: TINY.replace(epochs=10))
     first, second = app("app.py"), app("app.py")
     first.button(key="home-run").click().run()
     second.button(key="home-run").click().run()
@@ -250,7 +251,7 @@ def test_runs_page_compares_two_runs(full_home):
     picker = at.multiselect(key="runs-compare-pick")
     assert picker.value == [r.id for r in runs]
     table = at.dataframe[1].value  # [0] is the history
-    assert list(table.columns) == [common.run_title(r) for r in runs]
+    assert list(table.columns) == [pickers.run_title(r) for r in runs]
     assert table.loc["mask sparsity"].tolist() == ["90.0%", "90.0%"]
     assert len(at.get("download_button")) == 4
 
@@ -375,18 +376,18 @@ def test_cli_command_reproduces_config():
 
 def test_pareto_front_exact():
     df = pd.DataFrame({"x": [0.5, 0.8, 0.9, 0.7, 0.9], "y": [0.99, 0.97, 0.90, 0.95, 0.85]})
-    assert charts.pareto_front(df, "x", "y", x_higher_better=True).index.tolist() == [0, 1, 2]
+    assert tradeoffs.pareto_front(df, "x", "y", x_higher_better=True).index.tolist() == [0, 1, 2]
     # lower x better (FLOPs): the cheapest run is on the front, and whatever beats it in y
-    assert charts.pareto_front(df, "x", "y", x_higher_better=False).index.tolist() == [0]
+    assert tradeoffs.pareto_front(df, "x", "y", x_higher_better=False).index.tolist() == [0]
     cost = pd.DataFrame({"x": [1.0, 2.0, 3.0, 2.5], "y": [0.5, 0.8, 0.9, 0.7]})
-    assert charts.pareto_front(cost, "x", "y", x_higher_better=False).index.tolist() == [0, 1, 2]
+    assert tradeoffs.pareto_front(cost, "x", "y", x_higher_better=False).index.tolist() == [0, 1, 2]
 
 
 def test_sparsity_frame_side_by_side():
     summary = {"target_sparsity": 0.9, "mask_sparsity": 0.9, "effective_sparsity": 0.25,
                "params_nonzero": 20, "params_dense": 100, "flops": 30, "flops_dense": 120,
                "flops_compact": 60}
-    frame = charts.sparsity_frame({"r": summary}).set_index("kind")["value"]
+    frame = sparsity.sparsity_frame({"r": summary}).set_index("kind")["value"]
     assert frame.to_dict() == pytest.approx({
         "target sparsity": 0.9, "mask sparsity": 0.9, "effective sparsity": 0.25,
         "all params zero": 0.8, "FLOPs skipped (mask)": 0.75, "FLOPs removed physically": 0.5})
@@ -396,7 +397,7 @@ def test_training_curves_one_colour_per_run():
     rows = pd.DataFrame({"epoch": [1, 2, 1, 2], "test_acc": [0.5, 0.6, 0.4, 0.7],
                          "target_sparsity": [0.5, 0.9] * 2, "mask_sparsity": [0.5, 0.9] * 2,
                          "run": ["a", "a", "b", "b"]})
-    fig = charts.training_curves(rows)
+    fig = training.training_curves(rows)
     assert len(fig.data) == 6  # accuracy, target, mask per run
     colours = {t.legendgroup: set() for t in fig.data}
     for t in fig.data:

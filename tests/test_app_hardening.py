@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from pruning.config import RunConfig
 from pruning.session import run_session
 from pruning.store import RunStore
-from ui import charts
+from ui.charts import training
 from ui.safe_text import escape_figure, md
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +173,7 @@ def test_chart_labels_escape_run_names():
                           "target_sparsity": [0.5, 0.9, 0.5, 0.9],
                           "mask_sparsity": [0.5, 0.9, 0.5, 0.9],
                           "run": ["<a href='http://x'>x</a>"] * 2 + ["plain"] * 2})
-    fig = charts.training_curves(frame)
+    fig = training.training_curves(frame)
     names = [t.name for t in fig.data if t.name]
     assert names and not any("<a" in n for n in names)
     assert any("&lt;a href='http://x'&gt;x&lt;/a&gt;" in n for n in names)

@@ -1,6 +1,10 @@
 """Live jobs in the app: the server's one ``JobManager``, starting jobs for the visitor, the
 live panel of a job (progress, curves, Stop) and the list of every running job (Runs page).
 
+Pages start jobs through ``start_job(slot, configs)`` and show them with ``show_job(slot)``; a
+page with nothing to draw calls ``empty_state(...)``: a message plus a button that trains the
+session that would fill it, here, with live progress.
+
 The engine (``ui.jobs``) imports no Streamlit; this module ties it to the Streamlit server: the
 visitor who starts a job is the browser session (``owner``), and the session's connection to
 the server says whether that visitor is still there (``owner_present``). The live panel is an
@@ -20,6 +24,9 @@ import streamlit as st
 
 from pruning.config import ConfigError, RunConfig
 from pruning.store import RunStore
+from ui import page, state
+from ui.charts.training import training_curves
+from ui.formatting import fmt_pct
 from ui.jobs import Job, JobLimits, JobManager, JobProgress, check_config
 from ui.safe_text import md
 
@@ -99,8 +106,6 @@ def _progress_text(p: JobProgress) -> str:
 
 
 def _metrics_row(p: JobProgress) -> None:
-    from ui.common import fmt_pct
-
     m, last = p.metrics, p.last_epoch
     cols = st.columns(4)
     cols[0].metric("Epochs done", last.get("epoch", 0))
@@ -164,14 +169,12 @@ def live_panel(job_id: str | None, *, key: str, show_curves: bool = True,
 
 
 def _live_curves(p: JobProgress, store: RunStore, key: str) -> None:
-    from ui import charts
-
     rows = store.epochs(p.run_id)
     if not rows:
         st.caption("Curves appear after the first epoch.")
         return
     frame = pd.DataFrame(rows)
-    st.plotly_chart(charts.training_curves(frame), key=f"{key}-live")
+    st.plotly_chart(training_curves(frame), key=f"{key}-live")
     st.caption("Test accuracy (left) and sparsity (right) after each epoch of the run"
                + (" in progress" if p.running else "")
                + ": dashed = the schedule's target, solid = the mask's actual sparsity.")
@@ -211,3 +214,59 @@ def running_jobs(*, key: str = "running") -> None:
                 st.rerun(scope="fragment")
 
     listing()
+
+
+# ---- jobs a page starts -----------------------------------------------------------------------
+DEFAULT_SESSION_LABEL = "Run the default session (small CNN · digits · one-cycle · 90 %)"
+
+
+def default_config() -> RunConfig:
+    """The default session: small CNN on the embedded digits, magnitude, one-cycle, 90 %."""
+    return RunConfig()
+
+
+def empty_state(message: str, *, key: str, config: RunConfig | None = None,
+                button: str | None = None, configs: Sequence[RunConfig] | None = None) -> None:
+    """Say what to run to fill this page, with a button that runs it here, with live progress.
+
+    ``config`` defaults to the default session; ``configs`` (several) starts a sweep instead.
+    When the job ends the page reruns and, now that the store has data, draws it.
+    """
+    st.info(message)
+    slot = f"empty:{key}"
+    label = button or (DEFAULT_SESSION_LABEL if config is None and not configs
+                       else "Run it now")
+    if st.button(label, key=f"{key}-empty-run", type="primary", disabled=slot_running(slot)):
+        start_job(slot, list(configs) if configs else [config or default_config()])
+    show_job(slot)
+
+
+def show_job(slot: str, *, show_curves: bool = True) -> JobProgress | None:
+    """The live panel of the job this session started in ``slot``; remembers its last run."""
+    progress = live_panel(state.job_id(slot), key=slot, show_curves=show_curves)
+    if progress is None:
+        state.clear_job(slot)
+        return None
+    if not progress.running:
+        state.set_last_run(progress.run_id)
+    return progress
+
+
+def start_job(slot: str, configs: Sequence[RunConfig], *, name: str | None = None,
+              measure_latency: bool = True) -> None:
+    """Start a run (one config) or a sweep (several) for ``slot`` and rerun the page so it shows
+    the live panel; on bad input show st.error (naming the fix) and return."""
+    with page.user_errors():
+        if len(configs) == 1:
+            job = start_run(configs[0], page.store(), name=name, measure_latency=measure_latency)
+        else:
+            job = start_sweep(configs, page.store(), measure_latency=measure_latency)
+        state.set_job(slot, job.id)
+        st.rerun()  # redraw the page with its start button disabled and the live panel
+    return None
+
+
+def slot_running(slot: str) -> bool:
+    """True while the job this session started in ``slot`` is training."""
+    job = manager().get(state.job_id(slot))
+    return job is not None and job.progress().running
