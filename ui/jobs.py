@@ -122,6 +122,18 @@ class JobLimits:
                     f"({self.VARIABLES['max_method_iterations']}); choose a smaller {f.name}")
 
 
+#: the most live-curve points a job keeps for its current run (older ones are thinned)
+CURVE_POINTS = 1000
+
+
+def _with_point(curve: tuple, point: tuple) -> tuple:
+    """``curve`` plus ``point``; past CURVE_POINTS every other old point is dropped, so a long
+    run keeps an even, bounded sample of its whole history."""
+    if len(curve) >= CURVE_POINTS:
+        curve = curve[::2]
+    return curve + (point,)
+
+
 @dataclass(frozen=True)
 class JobProgress:
     """An immutable copy of a job's state, safe to read from any thread."""
@@ -143,6 +155,9 @@ class JobProgress:
     stop_reason: str | None = None  # why it was asked to stop (the user, the time limit …)
     started: float = 0.0
     finished: float | None = None
+    # The current run's progress events as (step, running loss, running training accuracy,
+    # mask sparsity, target sparsity), at most CURVE_POINTS of them (thinned evenly beyond).
+    curve: tuple = ()
 
     @property
     def running(self) -> bool:
@@ -260,7 +275,7 @@ class Job:
         metrics = dict(event.metrics)
         if event.phase == "created":  # a run row now exists: the live panel can follow it
             with self._lock:
-                self._progress = replace(self._progress,
+                self._progress = replace(self._progress, curve=(),
                                          run_ids=self._progress.run_ids + (metrics["run_id"],))
             return
         changes: dict[str, Any] = {"phase": event.phase, "step": event.step, "total": event.total,
@@ -272,6 +287,11 @@ class Job:
                                         min(1.0, event.step / event.total))
         if metrics.get("epoch_end"):
             changes["last_epoch"] = metrics
+        elif "train_acc_running" in metrics:  # a live progress event: one point of the curves
+            point = (event.step, metrics.get("loss"), metrics.get("train_acc_running"),
+                     metrics.get("mask_sparsity"), metrics.get("target_sparsity"))
+            with self._lock:
+                changes["curve"] = _with_point(self._progress.curve, point)
         # a phase's own note (e.g. "measuring FLOPs and latency"), cleared by the next event
         changes["message"] = str(metrics.get("message") or "")
         self._update(**changes)
