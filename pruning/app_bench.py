@@ -174,10 +174,12 @@ def _load(page, url: str, timeout_s: float) -> float:
 def _settle_after_select(page, timeout_s: float) -> float | None:
     """Seconds from choosing another option in the page's first select box that offers one
     until the rerun it triggers has finished; None if the page shows no such select box."""
-    boxes = page.locator('[data-testid="stSelectbox"]')
+    # only boxes on screen: those in a tab not shown or a closed expander cannot be clicked
+    boxes = page.locator('[data-testid="stSelectbox"]:visible')
     page.evaluate(_WATCH_STATE)
     for index in range(min(boxes.count(), 4)):
-        boxes.nth(index).locator('[role="combobox"], input').first.click()
+        boxes.nth(index).locator('[role="combobox"], input').first.click(
+            timeout=timeout_s * 250)
         try:
             page.locator('[role="option"]').first.wait_for(timeout=timeout_s * 250)
         except Exception:  # this box did not open (disabled): try the next one

@@ -71,4 +71,5 @@ def test_running_figures_are_a_per_batch_moving_average():
     assert curves.loss == pytest.approx(keep * 1.0 + (1 - keep) * 2.0)
     assert curves.acc == pytest.approx(keep * 0.5 + (1 - keep) * 1.0)
     curves.update(loss_sum=64.0, correct=64, seen=64, steps=1)     # a new epoch's first batch
-    assert curves.acc == pytest.approx(RUNNING_DECAY * (keep * 0.5 + (1 - keep)) + (1 - RUNNING_DECAY))
+    before = keep * 0.5 + (1 - keep)
+    assert curves.acc == pytest.approx(RUNNING_DECAY * before + (1 - RUNNING_DECAY))

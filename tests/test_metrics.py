@@ -135,7 +135,7 @@ def test_hook_counts_equal_flop_counter_mode_on_every_registered_model(name):
 
 
 def test_layers_the_hooks_cannot_see_go_through_the_counter():
-    """A leaf with its own forward (here a matmul) is not a Conv/Linear: FlopCounterMode counts it."""
+    """A leaf with its own forward (a matmul) is not a Conv/Linear: FlopCounterMode counts it."""
     from pruning.metrics.flops import hooks_suffice
 
     class Bilinear(nn.Module):
