@@ -183,9 +183,12 @@ def session_overhead_ratio(device: torch.device, repeats: int = 2,
 
     config = config or RunConfig(device=device.type)
     bundle = _digits(config)
-    # FlopCounterMode imports torch._dynamo on first use (seconds, once per process; the app is
-    # one long-lived process): pay it before the clock starts so it does not count as overhead.
-    count_flops(nn.Linear(2, 2), (2,))
+    # A process's first run pays one-time work (torch.optim imports torch._dynamo when the first
+    # optimizer is built: seconds; oneDNN's first kernels; scikit-learn): the app warms it when
+    # it starts (pruning.warmup), so pay it before the clock starts, as overhead it is not.
+    from pruning.warmup import warm_up
+
+    warm_up(config)
     from pruning.models import build_model
     from pruning.session import choose_threads
 
