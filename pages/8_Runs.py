@@ -56,20 +56,33 @@ def summary_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(table, index=list(IDENTITY_ROWS) + [m.label for m in metrics])
 
 
+#: runs per page of the history table (a page is what the browser receives and draws)
+HISTORY_PAGE = 50
+
+
 def history(runs: list[Run]) -> None:
     statuses = sorted({r.status for r in runs})
-    chosen = st.multiselect("status", statuses, default=statuses, key="runs-status")
-    frame = pickers.runs_frame([r for r in runs if r.status in chosen])
-    if frame.empty:
+    filter_col, page_col = st.columns([4, 1])
+    chosen = filter_col.multiselect("status", statuses, default=statuses, key="runs-status")
+    shown = [r for r in runs if r.status in chosen]
+    if not shown:
         st.caption("No run has the chosen status.")
         return
+    pages = (len(shown) + HISTORY_PAGE - 1) // HISTORY_PAGE
+    number = page_col.number_input("page", min_value=1, max_value=pages, value=1, step=1,
+                                   key="runs-page", help=f"{HISTORY_PAGE} runs per page")
+    shown = shown[(int(number) - 1) * HISTORY_PAGE:int(number) * HISTORY_PAGE]
+    frame = pickers.runs_frame(shown)
     frame["created"] = frame["created"].map(formatting.fmt_time)
-    frame["name"] = [r.name or "" for r in runs if r.status in chosen]
+    frame["name"] = [r.name or "" for r in shown]
     config = history_columns()
     columns = [c for c in config if c in frame and (c != "name" or frame[c].any())]
     st.dataframe(frame[columns], hide_index=True, width="stretch",
                  column_config={k: v for k, v in config.items() if k in columns})
-    st.caption(f"{len(frame)} run(s), newest first. Target = what the method was asked to reach (a sparsity, or its keep ratio or density); sparsity "
+    total = sum(r.status in chosen for r in runs)
+    where = f"page {int(number)} of {pages}, " if pages > 1 else ""
+    st.caption(f"{total} run(s), {where}newest first. Target = what the method was asked to "
+               "reach (a sparsity, or its keep ratio or density); sparsity "
                "= zeros among prunable weights under the mask, or the fraction of parameters "
                "removed for methods without a mask (i-SpaSP, SSC); effective = share of all "
                "parameters removable.")
@@ -176,7 +189,7 @@ def main() -> None:
     if live.manager().running():
         st.subheader("Running now")
         live.running_jobs(key="runs-running")
-    runs = page.store().list_runs()
+    runs = page.runs()
     if not runs:
         live.empty_state("No runs yet. Train the default session (a few seconds on a CPU) "
                            "and it will appear here.", key="runs")

@@ -453,6 +453,16 @@ def cmd_export(args, store: RunStore) -> int:
 
 
 def cmd_bench(args, store: RunStore) -> int:
+    if args.app:  # the app in a real browser (pruning.app_bench); the library figures otherwise
+        from pruning.app_bench import run_app_benchmark
+
+        try:
+            result = run_app_benchmark(runs=args.runs, pages=args.pages)
+        except (ImportError, RuntimeError) as exc:
+            print(f"error: cannot run the app benchmark: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(result, indent=None if args.json else 2))
+        return 0
     from pruning.bench import run_benchmark
 
     result = run_benchmark(threads=args.threads, quick=args.quick, sweep=args.sweep)
@@ -518,6 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sweep", action="store_true",
                        help="add sweep_parallel_ratio: a 12-run sweep on a local Ray with 2 CPUs "
                             "over the same sweep in this process (about two minutes more)")
+    bench.add_argument("--app", action="store_true",
+                       help="measure the app instead: `streamlit run app.py` driven by the "
+                            "system Chromium (first session, page loads, widgets, live updates)")
+    bench.add_argument("--runs", type=positive_int, default=1000,
+                       help="with --app: generated runs in the scratch store (default 1000)")
+    bench.add_argument("--pages", type=positive_int, default=None,
+                       help="with --app: measure only the first this many pages (default all)")
     return parser
 
 

@@ -93,7 +93,28 @@ CREATE TABLE IF NOT EXISTS snapshots (
     sparsity REAL NOT NULL,
     PRIMARY KEY (run_id, step)
 );
+CREATE TABLE IF NOT EXISTS generation (
+    part TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
+
+#: What each change counter counts: "runs" (the runs table: new, renamed, finished, deleted
+#: runs) and "history" (epochs, traces, snapshots written during runs).
+GENERATION_TABLES = {"runs": ("runs",), "history": ("epochs", "traces", "snapshots")}
+
+
+def _generation_triggers() -> str:
+    """SQL: triggers that bump a counter row in the same transaction as every write, so any
+    process's change is seen by every reader for the price of reading one row."""
+    sql = []
+    for part, tables in GENERATION_TABLES.items():
+        for table in tables:
+            for event in ("INSERT", "UPDATE", "DELETE"):
+                sql.append(f"CREATE TRIGGER IF NOT EXISTS {table}_{event.lower()}_generation "
+                           f"AFTER {event} ON {table} BEGIN UPDATE generation SET value = "
+                           f"value + 1 WHERE part = '{part}'; END;")
+    return "\n".join(sql)
 
 #: disk space kept aside (``.space-reserve``) so that a run can be marked failed on a full disk
 RESERVE_BYTES = 256 * 1024
@@ -346,6 +367,12 @@ class RunStore:
                 db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
                 db.executescript(SCHEMA)
                 self._migrate(db)
+                # Counters start at a random value: a fresh store file (e.g. after move_aside)
+                # does not repeat the generations of the one it replaced.
+                start = int.from_bytes(os.urandom(6), "big")
+                db.executemany("INSERT OR IGNORE INTO generation (part, value) VALUES (?, ?)",
+                               [(part, start) for part in GENERATION_TABLES])
+                db.executescript(_generation_triggers())
                 self._schema_ready = True
             db.execute("PRAGMA busy_timeout=30000")
             # WAL + NORMAL: durable at checkpoints, no fsync per small history row.
@@ -619,7 +646,20 @@ class RunStore:
                 f"run {run_id} is damaged in {self.db_path} ({exc}); the other runs are fine: "
                 f"see `python -m pruning list`, and delete this one if it is not needed") from None
 
-    def _select_runs(self, status: str | None, limit: int | None) -> list[tuple]:
+    def generation(self, part: str = "all") -> int:
+        """A number that changes whenever the store changes, by any process: ``part`` "runs"
+        (the runs table), "history" (epochs, traces, snapshots) or "all". Reading it is one
+        small query, so a cache of store reads can check it on every page load. 0 while no
+        store file exists (reading creates none)."""
+        if part not in (*GENERATION_TABLES, "all"):
+            raise ValueError(f"unknown generation part {part!r}; use runs, history or all")
+        if not self.db_path.exists():
+            return 0
+        with self._connect() as db:
+            rows = dict(db.execute("SELECT part, value FROM generation").fetchall())
+        return sum(rows.values()) if part == "all" else int(rows.get(part, 0))
+
+    def _select_runs(self, status: str | None, limit: int | None, offset: int = 0) -> list[tuple]:
         if not self.db_path.exists():
             return []
         sql = f"SELECT {self._RUN_COLUMNS} FROM runs"
@@ -628,16 +668,28 @@ class RunStore:
             sql += " WHERE status = ?"
             params = (status,)
         sql += " ORDER BY created DESC"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
+        if limit or offset:
+            sql += f" LIMIT {int(limit) if limit else -1} OFFSET {max(int(offset), 0)}"
         with self._connect() as db:
             self.reap_interrupted(db)  # before the status filter, so it sees their real status
             return db.execute(sql, params).fetchall()
 
-    def list_runs(self, status: str | None = None, limit: int | None = None) -> list[Run]:
-        """Every readable run, newest first; damaged rows are left out (see damaged_runs)."""
+    def count_runs(self, status: str | None = None) -> int:
+        """How many run rows there are (with ``status`` only, if given), damaged ones included."""
+        if not self.db_path.exists():
+            return 0
+        with self._connect() as db:
+            if status:
+                return int(db.execute("SELECT COUNT(*) FROM runs WHERE status = ?",
+                                      (status,)).fetchone()[0])
+            return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+    def list_runs(self, status: str | None = None, limit: int | None = None,
+                  offset: int = 0) -> list[Run]:
+        """Every readable run, newest first (``offset`` rows skipped, at most ``limit``); damaged
+        rows are left out (see damaged_runs)."""
         runs = []
-        for row in self._select_runs(status, limit):
+        for row in self._select_runs(status, limit, offset):
             try:
                 runs.append(self._row_to_run(row))
             except _Undecodable:

@@ -7,9 +7,10 @@ every run needs: seeded batching, the optimizer and LR schedule, per-epoch evalu
 events, mask snapshots spread over the run, a clean stop (``RunStopped``) between steps, and
 the end of a run whose loss or weights stop being finite (``RunDiverged``, see ``_Divergence``).
 
-The hot loop avoids work that does not change results: evaluation runs once per epoch, events
-are emitted a few times per epoch, and mask statistics are taken from the hooks' current Mask
-only when recorded.
+The hot loop avoids work that does not change results: evaluation runs once per epoch, progress
+events are throttled by time (``PROGRESS_INTERVAL_S`` of the stopwatch's clock, so live curves
+move several times a second whatever a step costs), and mask statistics are taken from the hooks'
+current Mask only when reported.
 
 Evaluation, mask snapshots, epoch records and events are composable callbacks around the loop
 (``standard_callbacks``, after open_lth's): a caller can drop, reorder or add one through
@@ -256,6 +257,12 @@ class FitState:
     loss: torch.Tensor | None = None  # the last step's task loss, detached
     epoch_started: float = 0.0  # stopwatch clock at the start of the epoch
     row: dict[str, Any] = field(default_factory=dict)  # at "epoch": the epoch's record so far
+    # This epoch's sums so far, on the device (read only when reported): task loss × examples,
+    # correct predictions, examples.
+    loss_sum: torch.Tensor | None = None
+    correct_sum: torch.Tensor | None = None
+    seen: int = 0
+    live: "_RunningCurves | None" = None  # what the progress events report (emit_progress)
 
 
 #: ``callback(moment, state)``, moment "step" (after each optimizer step and the hooks) or
@@ -295,20 +302,74 @@ def save_snapshot(state: FitState) -> None:
 
 
 def events_every(steps_per_epoch: int) -> int:
-    """Steps between progress events: about four per epoch."""
+    """Steps between checks of the loss buffer for divergence: about four per epoch."""
     return max(1, steps_per_epoch // 4)
 
 
+#: Seconds (of the stopwatch's clock) between progress events: live curves refresh at 4 Hz.
+PROGRESS_INTERVAL_S = 0.25
+#: Per-batch smoothing of the running loss and accuracy (an exponential moving average).
+RUNNING_DECAY = 0.9
+
+
+class _RunningCurves:
+    """The running loss and training accuracy that progress events report.
+
+    Between two events the epoch's device sums grow by the batches trained; their mean is
+    folded into an exponential moving average as if batch by batch (weight
+    ``RUNNING_DECAY ** batches`` for the old value), so the estimate is equally smooth whether
+    an event comes after one slow step or after fifty fast ones. Reading the sums is the only
+    host sync, once per event.
+    """
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self.last_event = -math.inf
+        self.loss: float | None = None
+        self.acc: float | None = None
+        self.mark = (0.0, 0, 0, 0)  # the epoch's (loss sum, correct, seen, steps) at the last event
+
+    def due(self, last_step_of_epoch: bool) -> bool:
+        return last_step_of_epoch or self.clock() - self.last_event >= PROGRESS_INTERVAL_S
+
+    def update(self, loss_sum: float, correct: int, seen: int, steps: int) -> None:
+        """The epoch's sums after ``steps`` of its steps (a smaller ``steps``: a new epoch)."""
+        self.last_event = self.clock()
+        if steps < self.mark[3]:
+            self.mark = (0.0, 0, 0, 0)
+        old_loss, old_correct, old_seen, old_steps = self.mark
+        self.mark = (loss_sum, correct, seen, steps)
+        examples, batches = seen - old_seen, steps - old_steps
+        if examples <= 0:
+            return
+        loss, acc = (loss_sum - old_loss) / examples, (correct - old_correct) / examples
+        if self.loss is None or self.acc is None:
+            self.loss, self.acc = loss, acc
+            return
+        keep = RUNNING_DECAY ** batches
+        self.loss = keep * self.loss + (1 - keep) * loss
+        self.acc = keep * self.acc + (1 - keep) * acc
+
+
 def emit_progress(state: FitState) -> None:
-    """A progress event about four times per epoch: step of the run's total, loss, target."""
+    """A progress event at most every ``PROGRESS_INTERVAL_S`` seconds and at each epoch's last
+    step: step of the run's total, running loss and training accuracy, mask sparsity, target."""
     ctx, spe = state.ctx, state.steps_per_epoch
-    if state.step % events_every(spe):
+    if state.live is None:
+        state.live = _RunningCurves(ctx.stopwatch.clock)
+    live = state.live
+    in_epoch = state.step - state.epoch * spe
+    if not live.due(in_epoch == spe):
         return
-    # epochs_done counts this fit's finished epochs; ``state.epoch`` of them belong to this fit
-    ctx.emit(state.phase, ctx.epochs_done * spe + (state.step - state.epoch * spe),
-             max(ctx.total_epochs, ctx.epochs_done - state.epoch + state.epochs) * spe,
-             loss=float(state.loss), target_sparsity=state.hooks.target_sparsity(),
-             epoch=ctx.epochs_done + 1)
+    with ctx.stopwatch("recording"):
+        live.update(float(state.loss_sum), int(state.correct_sum), state.seen, in_epoch)
+        mask = state.hooks.mask()
+        # epochs_done counts this fit's finished epochs; ``state.epoch`` of them belong to this fit
+        ctx.emit(state.phase, ctx.epochs_done * spe + in_epoch,
+                 max(ctx.total_epochs, ctx.epochs_done - state.epoch + state.epochs) * spe,
+                 loss=live.loss, train_acc_running=live.acc,
+                 mask_sparsity=None if mask is None else mask.sparsity(),
+                 target_sparsity=state.hooks.target_sparsity(), epoch=ctx.epochs_done + 1)
 
 
 def evaluate_test(state: FitState) -> None:
@@ -383,9 +444,9 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
         state.epoch, state.epoch_started = epoch, timer.clock()
         divergence.start_epoch(ctx.epochs_done + 1, ctx.steps_done + 1)
         with timer("training"):
-            loss_sum = torch.zeros((), device=device)
-            correct_sum = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
+            state.loss_sum = torch.zeros((), device=device)
+            state.correct_sum = torch.zeros((), device=device, dtype=torch.long)
+            state.seen = 0
             for x, y in data.batches("train", config.batch_size, shuffle=True,
                                      generator=generator):
                 ctx.check_stop()
@@ -406,15 +467,15 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
                     hooks.after_step(model, state.step, state.step / total_steps, (x, y))
                 # Accumulate on the device; one sync per epoch instead of one per step.
                 state.loss = task_loss.detach()
-                loss_sum += state.loss * y.numel()
-                correct_sum += (logits.detach().argmax(1) == y).sum()
-                seen += y.numel()
+                state.loss_sum += state.loss * y.numel()
+                state.correct_sum += (logits.detach().argmax(1) == y).sum()
+                state.seen += y.numel()
                 if state.step % check_every == 0:
                     divergence.check_losses()  # the progress event's float(loss) syncs anyway
                 for callback in callbacks:
                     callback("step", state)
-            train_loss = float(loss_sum) / max(seen, 1)
-            train_acc = float(correct_sum) / max(seen, 1)
+            train_loss = float(state.loss_sum) / max(state.seen, 1)
+            train_acc = float(state.correct_sum) / max(state.seen, 1)
             divergence.check_losses()
             divergence.check_weights(model)
         ctx.epochs_done += 1

@@ -6,6 +6,7 @@ from torch import nn
 from pruning.masks import Mask
 from pruning.metrics import count_flops, masked_flops, measure_latency, param_counts, sparsity_report
 from pruning.metrics.latency import summarise
+from pruning.models import MODELS
 
 
 def conv_net():
@@ -111,3 +112,41 @@ def test_param_counts_and_three_sparsities():
                       "effective_sparsity": pytest.approx(0.2)}
     assert sparsity_report(None, None, 10, 10) == {"target_sparsity": 0.0, "mask_sparsity": 0.0,
                                                    "effective_sparsity": 0.0}
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_hook_counts_equal_flop_counter_mode_on_every_registered_model(name):
+    """The fast path (forward hooks) gives FlopCounterMode's totals and per-layer figures, on the
+    dense model and on its physically compacted form."""
+    from pruning.metrics.flops import count_with_counter_mode, hooks_suffice, layer_flops
+    from pruning.models import MODELS
+    from pruning.physical import compact_model
+
+    torch.manual_seed(0)
+    model = MODELS.get(name)(3, 10, 32, 0.5)
+    assert hooks_suffice(model)
+    assert layer_flops(model, (3, 32, 32)) == count_with_counter_mode(model, (3, 32, 32))
+    example = torch.zeros(1, 3, 32, 32)
+    weights = {n: p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() == 4}
+    mask = Mask({n: (torch.arange(p.shape[0]) % 2 == 0).view(-1, 1, 1, 1).expand_as(p).clone()
+                 for n, p in list(weights.items())[1:-1]})
+    compact = compact_model(model, mask, example)
+    assert layer_flops(compact, (3, 32, 32)) == count_with_counter_mode(compact, (3, 32, 32))
+
+
+def test_layers_the_hooks_cannot_see_go_through_the_counter():
+    """A leaf with its own forward (a matmul) is not a Conv/Linear: FlopCounterMode counts it."""
+    from pruning.metrics.flops import hooks_suffice
+
+    class Bilinear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(4, 3))
+
+        def forward(self, x):  # (B, 4) -> (B, 3)
+            return x @ self.w
+
+    model = nn.Sequential(nn.Linear(5, 4), Bilinear())
+    assert not hooks_suffice(model)
+    assert count_flops(model, (5,)) == 2 * 5 * 4 + 2 * 4 * 3
+    assert hooks_suffice(nn.Sequential(nn.Linear(5, 4), nn.ReLU()))

@@ -230,3 +230,22 @@ def test_physical_explanation_of_an_unstructured_run_claims_no_speed_up():
     text = _explain_physical(1.0, 1.04, 64, "channels_first", torch.device("cpu"))
     assert "speed-up is real" not in text and "fewer FLOPs" not in text
     assert "no whole channel" in text and "noise" in text
+
+
+def test_bench_times_models_with_batchnorm_folded_and_unchanged_outputs():
+    """The channel figures time the inference form: no BatchNorm left, the same logits."""
+    from pruning.bench import fold_batchnorm
+    from pruning.models import MODELS
+
+    torch.manual_seed(0)
+    model = MODELS.get("vgg11")(3, 10, 32, 0.25).eval()
+    for module in model.modules():  # non-trivial statistics, so folding has work to do
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        folded = fold_batchnorm(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        assert torch.allclose(folded(x), expected, atol=1e-4)

@@ -88,3 +88,44 @@ def test_store_deleted_or_recreated_under_an_open_connection_loses_nothing(tmp_p
     RunStore(home).create_run(RunConfig(), name="other")
     store.create_run(RunConfig(), name="mine")  # must land in the new file, not the unlinked one
     assert sorted(r.name for r in RunStore(home).list_runs()) == ["mine", "other"]
+
+
+def test_generation_changes_with_every_write_from_any_store_object(tmp_home):
+    """The change counter the app's cached reads are keyed on: bumped by writes to runs (a new
+    run, a rename, its end, a deletion) and to their history, whoever writes."""
+    from pruning.config import RunConfig
+    from pruning.masks import Mask
+
+    store, other = RunStore(tmp_home), RunStore(tmp_home)
+    assert store.generation() == 0  # no file yet, and reading creates none
+    assert not store.db_path.exists()
+    run_id = other.create_run(RunConfig())
+    seen = {store.generation()}
+    runs, history = store.generation("runs"), store.generation("history")
+    other.add_epoch(run_id, {"epoch": 1, "train_loss": 1.0})
+    assert store.generation("runs") == runs and store.generation("history") > history
+    other.add_snapshot(run_id, 1, 0.5, Mask({"w": torch.ones(3, dtype=torch.bool)}))
+    other.add_trace(run_id, "attention", 1, {"a": 1.0})
+    for change in (lambda: other.rename_run(run_id, "renamed"),
+                   lambda: other.finish_run(run_id, "done", {}),
+                   lambda: other.delete_run(run_id)):
+        before = store.generation("runs")
+        change()
+        assert store.generation("runs") > before
+    seen.add(store.generation())
+    assert len(seen) == 2
+    with pytest.raises(ValueError, match="runs, history or all"):
+        store.generation("everything")
+
+
+def test_runs_page_by_page_and_counted(tmp_home):
+    from pruning.config import RunConfig
+
+    store = RunStore(tmp_home)
+    ids = [store.create_run(RunConfig(seed=i)) for i in range(5)]
+    newest_first = list(reversed(ids))
+    assert store.count_runs() == 5 and store.count_runs("running") == 5
+    assert store.count_runs("done") == 0
+    assert [r.id for r in store.list_runs(limit=2)] == newest_first[:2]
+    assert [r.id for r in store.list_runs(limit=2, offset=2)] == newest_first[2:4]
+    assert [r.id for r in store.list_runs(offset=4)] == newest_first[4:]

@@ -124,6 +124,18 @@ class JobLimits:
                     f"({self.VARIABLES['max_method_iterations']}); choose a smaller {f.name}")
 
 
+#: the most live-curve points a job keeps for its current run (older ones are thinned)
+CURVE_POINTS = 1000
+
+
+def _with_point(curve: tuple, point: tuple) -> tuple:
+    """``curve`` plus ``point``; past CURVE_POINTS every other old point is dropped, so a long
+    run keeps an even, bounded sample of its whole history."""
+    if len(curve) >= CURVE_POINTS:
+        curve = curve[::2]
+    return curve + (point,)
+
+
 @dataclass(frozen=True)
 class JobProgress:
     """An immutable copy of a job's state, safe to read from any thread."""
@@ -146,6 +158,9 @@ class JobProgress:
     stop_reason: str | None = None  # why it was asked to stop (the user, the time limit …)
     started: float = 0.0
     finished: float | None = None
+    # The current run's progress events as (step, running loss, running training accuracy,
+    # mask sparsity, target sparsity), at most CURVE_POINTS of them (thinned evenly beyond).
+    curve: tuple = ()
 
     @property
     def running(self) -> bool:
@@ -268,7 +283,7 @@ class Job:
         if event.phase == "created":  # a run row now exists: the live panel can follow it
             with self._lock:
                 self._within[index] = 0.0
-                self._progress = replace(self._progress,
+                self._progress = replace(self._progress, curve=(),
                                          run_ids=self._progress.run_ids + (metrics["run_id"],))
             return
         changes: dict[str, Any] = {"phase": event.phase, "step": event.step, "total": event.total,
@@ -281,6 +296,11 @@ class Job:
                 changes["within"] = sum(self._within.values())
         if metrics.get("epoch_end"):
             changes["last_epoch"] = metrics
+        elif "train_acc_running" in metrics:  # a live progress event: one point of the curves
+            point = (event.step, metrics.get("loss"), metrics.get("train_acc_running"),
+                     metrics.get("mask_sparsity"), metrics.get("target_sparsity"))
+            with self._lock:
+                changes["curve"] = _with_point(self._progress.curve, point)
         # a phase's own note (e.g. "measuring FLOPs and latency"), cleared by the next event
         changes["message"] = str(metrics.get("message") or "")
         self._update(**changes)

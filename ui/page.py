@@ -1,6 +1,8 @@
 """What every page is built on: setup, the run store, captions, user errors, links.
 
-A page starts with ``page_setup(title, intro)``, reads runs through ``store()``, puts a one-line
+A page starts with ``page_setup(title, intro)``, reads runs through ``runs()`` and
+``epochs()`` (cached until the store changes: every write bumps the store's ``generation``, read
+for the price of one tiny query) or ``store()`` for anything else, puts a one-line
 ``caption`` under every chart, and wraps library calls in ``with user_errors():`` so bad input
 becomes an ``st.error`` naming the fix instead of a traceback.
 """
@@ -12,7 +14,7 @@ from typing import Any, Iterator
 import streamlit as st
 
 from pruning.config import ConfigError
-from pruning.store import RunStore, StoreUnreadableError, home_dir
+from pruning.store import Run, RunStore, StoreUnreadableError, home_dir
 from ui import state, store_health
 from ui.safe_text import md
 
@@ -58,6 +60,30 @@ def store() -> RunStore:
 @st.cache_resource(show_spinner=False)
 def _store_at(home: str) -> RunStore:
     return RunStore(home)
+
+
+def runs(status: str | None = None, limit: int | None = None, offset: int = 0) -> list[Run]:
+    """``store().list_runs(...)``, cached until a run is added, changed or deleted (by any
+    process), and at most a minute (a run whose process died is then noticed)."""
+    current = store()
+    return _cached_runs(str(current.home), current.generation("runs"), status, limit, offset)
+
+
+@st.cache_data(show_spinner=False, max_entries=32, ttl=60)
+def _cached_runs(home: str, generation: int, status: str | None, limit: int | None,
+                 offset: int) -> list[Run]:
+    return _store_at(home).list_runs(status=status, limit=limit, offset=offset)
+
+
+def epochs(run_id: str) -> list[dict]:
+    """``store().epochs(run_id)``, cached until the store's history changes."""
+    current = store()
+    return _cached_epochs(str(current.home), current.generation("history"), run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached_epochs(home: str, generation: int, run_id: str) -> list[dict]:
+    return _store_at(home).epochs(run_id)
 
 
 @contextlib.contextmanager

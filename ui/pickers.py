@@ -51,7 +51,7 @@ def epochs_frame(store_: RunStore, run_ids: Sequence[str],
     """Epoch rows of several runs stacked, with a ``run`` column (label) and ``run_id``."""
     frames = []
     for run_id in run_ids:
-        rows = store_.epochs(run_id)
+        rows = page.epochs(run_id) if store_ is page.store() else store_.epochs(run_id)
         if rows:
             frame = pd.DataFrame(rows)
             frame["run_id"] = run_id
@@ -66,7 +66,8 @@ def epochs_frame(store_: RunStore, run_ids: Sequence[str],
 def finished_runs(store_: RunStore | None = None, *, statuses: Sequence[str] = ("done",),
                   where: Callable[[Run], bool] | None = None) -> list[Run]:
     """Runs with one of ``statuses`` (newest first), optionally filtered by ``where``."""
-    runs = [r for r in (store_ or page.store()).list_runs() if r.status in statuses]
+    runs = [r for r in (store_.list_runs() if store_ is not None else page.runs())
+            if r.status in statuses]
     return [r for r in runs if where is None or where(r)]
 
 

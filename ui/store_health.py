@@ -25,8 +25,7 @@ def guard(store: RunStore) -> None:
                       f"store starts with the next run."))
     try:
         store.check()
-        damaged = store.damaged_runs()
-        newer = [r for r in store.list_runs() if r.unknown_fields] if store.db_path.exists() else []
+        damaged, newer = _findings(str(store.home), store.generation("runs"))
     except StoreUnreadableError as exc:
         offer_fresh_store(store, exc)
         st.stop()
@@ -38,6 +37,19 @@ def guard(store: RunStore) -> None:
         fields = sorted({k for r in newer for k in r.unknown_fields})
         st.caption(md(f"{len(newer)} run(s) were written by a newer version: their config "
                       f"fields {', '.join(fields)} are kept in the store but not used here."))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _findings(home: str, generation: int) -> tuple[list, list]:
+    """(damaged rows, runs with fields of a newer version): read once per store change, not on
+    every page load (each reads and decodes every run row)."""
+    store = RunStore(home)
+    try:
+        if not store.db_path.exists():
+            return [], []
+        return store.damaged_runs(), [r for r in store.list_runs() if r.unknown_fields]
+    finally:
+        store.close()
 
 
 def offer_fresh_store(store: RunStore, exc: StoreUnreadableError) -> None:

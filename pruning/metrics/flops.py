@@ -11,14 +11,35 @@ FLOPs are scaled by the fraction of its weights that are kept (by the mask where
 layer, by the nonzero weights otherwise); everything else is counted as dense. This is the
 "theoretical" figure that papers report; what a real kernel achieves is measured in
 ``pruning.speedlab``.
+
+Speed: ``FlopCounterMode`` imports ``torch._dynamo`` on first use (1.5–3 s once per process,
+most of a small run's set-up). Models built only from layers whose counts are known in closed
+form (Conv1d/2d/3d and Linear: the counter's own formulas, 2 × batch × out elements × the
+multiplications per output; normalisation, activations, pooling, dropout, reshapes: 0) inside
+containers from torch, torchvision or ``pruning.models`` are counted by forward hooks on those
+layers instead, giving the same numbers (``tests/test_metrics.py`` checks equality on every
+registered model); anything else (a layer with ``needed_flops``, an unknown layer or container
+whose forward might multiply matrices itself) goes through ``FlopCounterMode``.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from pruning.masks import PRUNABLE_TYPES, Mask
+
+# Layers counted in closed form (exact types: a subclass may override forward).
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# Layers whose forward dispatches no matrix multiplication or convolution: FlopCounterMode
+# counts 0 for them.
+_NO_FLOPS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm,
+             nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid,
+             nn.Hardswish, nn.Hardsigmoid, nn.Softmax, nn.LogSoftmax, nn.MaxPool1d,
+             nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
+             nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d, nn.Flatten,
+             nn.Identity)
+# Containers whose forward only calls their children and element-wise/shape functions.
+_KNOWN_CONTAINER_PACKAGES = ("torch.nn.", "torchvision.", "pruning.models.")
 
 
 def _example(model: nn.Module, input_shape: tuple) -> torch.Tensor:
@@ -29,7 +50,68 @@ def _example(model: nn.Module, input_shape: tuple) -> torch.Tensor:
     return torch.zeros((1, *input_shape), device=device, dtype=dtype)
 
 
+def hooks_suffice(model: nn.Module) -> bool:
+    """True when every FLOP of ``model``'s forward is in a ``_COUNTED`` layer (see above)."""
+    for module in model.modules():
+        kind = type(module)
+        if callable(getattr(module, "needed_flops", None)):
+            return False
+        if kind in _COUNTED or kind in _NO_FLOPS:
+            continue
+        if next(module.children(), None) is None:  # an unknown leaf layer
+            return False
+        if not (kind.__module__ + ".").startswith(_KNOWN_CONTAINER_PACKAGES):
+            return False
+    return True
+
+
+def _layer_flops(module: nn.Module, args: tuple, output: torch.Tensor) -> int:
+    """FlopCounterMode's figure for one Conv/Linear call: 2 × multiply-adds (bias uncounted)."""
+    weight = module.weight
+    if isinstance(module, nn.Linear):
+        # (..., in) @ (in, out): every output element needs ``in`` multiply-adds
+        return 2 * output.numel() * weight.shape[1]
+    # conv: (B, c_out, *spatial_out); each output element needs (c_in / groups) × kernel MACs
+    return 2 * output.numel() * weight[0].numel()
+
+
+def _count_by_hooks(model: nn.Module, input_shape: tuple) -> tuple[int, dict[str, int]]:
+    """(total, per-layer FLOPs) from forward hooks on the Conv/Linear layers only."""
+    counts: dict[str, int] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if type(module) not in _COUNTED:
+            continue
+        key = f"{name}.weight" if name else "weight"
+
+        def count(mod, args, output, key=key):
+            counts[key] = counts.get(key, 0) + _layer_flops(mod, args, output)
+
+        handles.append(module.register_forward_hook(count))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(_example(model, input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return sum(counts.values()), counts
+
+
 def _count(model: nn.Module, input_shape: tuple, layers: bool) -> tuple[int, dict[str, int]]:
+    """(total, per-layer FLOPs) of one forward pass on a single sample: by hooks where they
+    suffice, else under FlopCounterMode.
+    """
+    if hooks_suffice(model):
+        total, counts = _count_by_hooks(model, input_shape)
+        return total, counts if layers else {}
+    return count_with_counter_mode(model, input_shape, layers)
+
+
+def count_with_counter_mode(model: nn.Module, input_shape: tuple,
+                            layers: bool = True) -> tuple[int, dict[str, int]]:
     """One forward pass on a single sample under FlopCounterMode: (total, per-layer FLOPs).
 
     Each layer's share is the growth of the counter's running total across that layer's call,
@@ -41,6 +123,9 @@ def _count(model: nn.Module, input_shape: tuple, layers: bool) -> tuple[int, dic
     counts: dict[str, int] = {}
     inside: dict[nn.Module, int] = {}
     needed: dict[nn.Module, int] = {}
+    # Imported here: the first use imports torch._dynamo (seconds), which the hooks path avoids.
+    from torch.utils.flop_counter import FlopCounterMode
+
     was_training = model.training
     model.eval()
     with FlopCounterMode(display=False) as counter:

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.colors import hex_to_rgb, unlabel_rgb
 from plotly.subplots import make_subplots
 
-from ui.charts.style import (HEIGHT, accuracy_axis, color_map, empty_figure, run_color,
+from ui.charts.style import (HEIGHT, PALETTE, accuracy_axis, color_map, empty_figure, run_color,
                              schedule_dash, schedule_symbol, style)
 
 #: the curves' values, averaged over a group's seeds per epoch
@@ -120,3 +120,39 @@ def training_curves(epochs: pd.DataFrame, run: str | None = None, *, group: str 
 #: the caption's words for the sparsity panel's two lines
 SPARSITY_LINES = ("thin line = the schedule's target, wide pale line = the mask's actual "
                   "sparsity")
+
+
+#: columns of a live-curve frame (``JobProgress.curve`` points)
+LIVE_COLUMNS = ("step", "loss", "train_acc", "mask_sparsity", "target_sparsity")
+
+
+def live_curves(points: pd.DataFrame, *, height: int = HEIGHT) -> go.Figure:
+    """The run in progress, per optimizer step: running training loss, running training accuracy
+    (smoothed batch accuracy) and sparsity (mask solid, schedule's target dashed).
+
+    ``points`` has the ``LIVE_COLUMNS``; its few hundred rows are what the browser redraws at
+    each refresh, so the figure stays small however long the run.
+    """
+    if points.empty:
+        return empty_figure("no training steps yet")
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+                        subplot_titles=("Training loss (running)", "Training accuracy (running)",
+                                        "Sparsity"))
+    series = (("loss", 1, PALETTE[0], "solid", "loss %{y:.3f}"),
+              ("train_acc", 2, PALETTE[0], "solid", "accuracy %{y:.1%}"),
+              ("target_sparsity", 3, "#aaa", "dash", "target %{y:.1%}"),
+              ("mask_sparsity", 3, PALETTE[1], "solid", "mask %{y:.1%}"))
+    for column, col, color, dash, hover in series:
+        if column not in points or points[column].isna().all():
+            continue
+        fig.add_trace(go.Scatter(x=points["step"], y=points[column], mode="lines",
+                                 name=column.replace("_", " "),
+                                 line=dict(color=color, dash=dash),
+                                 hovertemplate="step %{x}<br>" + hover + "<extra></extra>"),
+                      row=1, col=col)
+    style(fig, height=height)
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=3)
+    fig.update_layout(margin=dict(t=90), legend=dict(y=1.12, traceorder="normal"))
+    return fig
