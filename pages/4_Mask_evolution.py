@@ -9,7 +9,7 @@ import streamlit as st
 
 from pruning.config import RunConfig
 from pruning.store import RunFilesError
-from ui import live, page, pickers
+from ui import live, page, pickers, state
 from ui.charts import masks
 from ui.charts.style import short_name
 from ui import masks_view as mv
@@ -64,12 +64,13 @@ with page.user_errors():
     left, right = st.columns(2)
     with left:
         run_a = pickers.run_picker("Left run", runs, key="masks-a",
-                                  default=pair[0].id if pair else runs[0].id)
+                                  default=pair[0].id if pair else runs[0].id, param="left")
     others = [r for r in runs if r.id != run_a.id]
     with right:
         run_b = pickers.run_picker(
             "Right run", others, key="masks-b",
-            default=pair[1].id if pair and pair[1].id != run_a.id else None) if others else None
+            default=pair[1].id if pair and pair[1].id != run_a.id else None,
+            param="right") if others else None
 
     home = str(store.home)
     chosen = [run_a] + ([run_b] if run_b is not None else [])
@@ -83,9 +84,9 @@ with page.user_errors():
     if not chosen:
         st.stop()
     layers = tables[chosen[0].id][0]
-    layer = st.selectbox("Layer", layers, format_func=short_name, key="masks-layer",
+    layer = state.linked(st.selectbox, "Layer", layers, format_func=short_name, key="masks-layer",
                          help="Only prunable layers have masks (by default the first and last "
-                              "layers are not pruned).")
+                              "layers are not pruned).", param="layer", codec=state.choice(layers))
     films = [(pickers.run_title(r), film(home, r.id, counts[r.id], layer))
              for r in chosen if layer in tables[r.id][0]]
     if len(films) < len(chosen):
@@ -93,7 +94,16 @@ with page.user_errors():
                 "run only.")
     alignment = (mv.progress_alignment(films[0][1].epochs, films[1][1].epochs)
                  if len(films) == 2 else None)
-    st.plotly_chart(masks.mask_film_figure(films, alignment), key="masks-film")
+    figure = masks.mask_film_figure(films, alignment)
+    steps = [step.label for step in figure.layout.sliders[0].steps] if figure.frames else []
+    if len(steps) > 1:  # the snapshot the film opens on is a choice, and part of the link
+        labels = dict(enumerate(steps))
+        start = state.linked(st.select_slider, "Film opens at epoch", list(labels),
+                             value=figure.layout.sliders[0].active or 0, format_func=labels.get,
+                             key="masks-frame", param="frame", codec=state.choice(list(labels)),
+                             help="The snapshot shown before ▶ play (epochs of the left run).")
+        masks.open_film_at(figure, start)
+    st.plotly_chart(figure, key="masks-film")
     picture = films[0][1].picture
     page.caption(f"What am I looking at: {picture.describe()} Dark cells are kept weights, pale "
                    "ones pruned; the slider steps through the stored snapshots (aligned by "

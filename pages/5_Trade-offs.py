@@ -14,7 +14,7 @@ from pruning.methods import METHODS
 from pruning.models import MODELS
 from pruning.schedules import SCHEDULES
 from pruning.validation import parse_sweep_list, sweep_grid
-from ui import live, page, pickers
+from ui import live, page, pickers, state
 from ui.charts import tradeoffs
 from ui.safe_text import md
 
@@ -45,10 +45,13 @@ def filtered(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     cols = [top[0], top[1], bottom[0], bottom[1], top[2]]  # the long lists get wide boxes
     for col, (column, label) in zip(cols, FILTERS):
         options = sorted(frame[column].dropna().unique())
-        chosen = col.multiselect(label, options, default=options, key=f"to-filter-{column}")
+        chosen = state.linked(col.multiselect, label, options, default=options,
+                              key=f"to-filter-{column}", param=column,
+                              codec=state.choices(options))
         frame = frame[frame[column].isin(chosen)]
-    color = cols[-1].selectbox("colour by", ["method", "schedule", "model", "dataset",
-                                             "granularity"], key="to-color")
+    colours = ["method", "schedule", "model", "dataset", "granularity"]
+    color = state.linked(cols[-1].selectbox, "colour by", colours, key="to-color",
+                         param="colour", codec=state.choice(colours))
     return frame, color
 
 
@@ -78,21 +81,32 @@ def sweep_form() -> list[RunConfig] | None:
     """The sweep's grid; returns its configs, or None (with st.error) when it cannot be read."""
     base = RunConfig()
     c1, c2, c3 = st.columns(3)
-    model = c1.selectbox("model", MODELS.names(), key="to-sw-model")
-    dataset = c2.selectbox("dataset", DATASETS.names(), key="to-sw-dataset")
-    epochs = int(c3.number_input("epochs", min_value=1, value=base.epochs, step=1,
-                                 key="to-sw-epochs"))
+    model = state.linked(c1.selectbox, "model", MODELS.names(), key="to-sw-model",
+                         param="sweep.model", codec=state.choice(MODELS.names()))
+    dataset = state.linked(c2.selectbox, "dataset", DATASETS.names(), key="to-sw-dataset",
+                           param="sweep.dataset", codec=state.choice(DATASETS.names()))
+    epochs = int(state.linked(c3.number_input, "epochs", min_value=1, value=base.epochs, step=1,
+                              key="to-sw-epochs", param="sweep.epochs",
+                              codec=state.number(1, 10_000, int)))
     c1, c2 = st.columns(2)
-    methods = c1.multiselect("methods", METHODS.names(), default=[base.method], key="to-sw-methods")
-    schedules = c2.multiselect("schedules", SCHEDULES.names(), default=[base.schedule],
-                               key="to-sw-schedules")
+    methods = state.linked(c1.multiselect, "methods", METHODS.names(), default=[base.method],
+                           key="to-sw-methods", param="sweep.methods",
+                           codec=state.choices(METHODS.names()))
+    schedules = state.linked(c2.multiselect, "schedules", SCHEDULES.names(),
+                             default=[base.schedule], key="to-sw-schedules",
+                             param="sweep.schedules", codec=state.choices(SCHEDULES.names()))
     c1, c2 = st.columns(2)
-    sparsities_text = c1.text_input("target sparsities", "0.5, 0.7, 0.8, 0.9, 0.95",
-                                    key="to-sw-sparsities", help="fractions in [0, 1), "
-                                                                 "comma-separated")
-    seeds_text = c2.text_input("seeds", "0", key="to-sw-seeds", help="comma-separated integers")
-    measure = st.checkbox("measure latency after each run", value=True, key="to-sw-latency",
-                          help="adds a second or two per run; needed for the latency view")
+    sparsities_text = state.linked(c1.text_input, "target sparsities", value="0.5, 0.7, 0.8, 0.9, 0.95",
+                                   key="to-sw-sparsities", help="fractions in [0, 1), "
+                                                                "comma-separated",
+                                   param="sweep.sparsities", codec=state.text())
+    seeds_text = state.linked(c2.text_input, "seeds", value="0", key="to-sw-seeds",
+                              help="comma-separated integers", param="sweep.seeds",
+                              codec=state.text())
+    measure = state.linked(st.checkbox, "measure latency after each run", value=True,
+                           key="to-sw-latency",
+                           help="adds a second or two per run; needed for the latency view",
+                           param="sweep.latency", codec=state.flag())
     try:
         sparsities = parse_sweep_list("sparsity", sparsities_text, "target sparsities")
         seeds = parse_sweep_list("seed", seeds_text, "seeds")

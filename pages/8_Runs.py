@@ -52,7 +52,8 @@ def summary_table(runs: list[Run]) -> pd.DataFrame:
 
 def history(runs: list[Run]) -> None:
     statuses = sorted({r.status for r in runs})
-    chosen = st.multiselect("status", statuses, default=statuses, key="runs-status")
+    chosen = state.linked(st.multiselect, "status", statuses, default=statuses, key="runs-status",
+                          param="status", codec=state.choices(statuses))
     frame = pickers.runs_frame([r for r in runs if r.status in chosen])
     if frame.empty:
         st.caption("No run has the chosen status.")
@@ -77,7 +78,7 @@ def compare(runs: list[Run]) -> None:
                            key="runs-compare")
         return
     chosen = pickers.runs_picker("runs to compare", finished, key="runs-compare-pick",
-                                default=state.chosen_runs("compare"))
+                                default=state.chosen_runs("compare"), param="compare")
     state.set_chosen_runs("compare", [r.id for r in chosen])
     if len(chosen) < 2:
         st.info("Choose at least two runs to compare.")
@@ -110,7 +111,7 @@ def _export_bytes(run_id: str, kind: str):
 
 
 def details(runs: list[Run]) -> None:
-    run = pickers.run_picker("run", runs, key="runs-detail-pick")
+    run = pickers.run_picker("run", runs, key="runs-detail-pick", param="details")
     if run is None:
         return
     report.run_report(run, key="runs-detail")
@@ -136,7 +137,7 @@ def details(runs: list[Run]) -> None:
 
 
 def manage(runs: list[Run]) -> None:
-    run = pickers.run_picker("run", runs, key="runs-manage-pick")
+    run = pickers.run_picker("run", runs, key="runs-manage-pick", param="manage")
     if run is None:
         return
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")

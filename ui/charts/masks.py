@@ -82,6 +82,15 @@ def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
     return fig
 
 
+def open_film_at(fig: go.Figure, index: int) -> go.Figure:
+    """Make a mask film open on animation frame ``index``: the shown heatmaps and the slider."""
+    frame = fig.frames[index]
+    for trace, shown in zip(fig.data, frame.data):
+        trace.update(shown)  # the frame's values; the trace keeps its subplot axes
+    fig.layout.sliders[0].active = index
+    return fig
+
+
 def churn_figure(churn: pd.DataFrame) -> go.Figure:
     """Entries that flipped between consecutive snapshots, summed over layers, one line per run.
 
