@@ -1,7 +1,7 @@
 """Schedules page: when to prune. The registered schedules' curves on one chart, shaped with
 sliders (final and initial sparsity, the pruning window, and each chosen schedule's own
 parameters, generated from its registered parameter dataclass); then, for chosen runs, accuracy and sparsity over training overlaid, and a button that
-trains the same model and seed under each chosen schedule.
+trains the same model under each chosen schedule over three seeds.
 
 The curves come from ``pruning.schedules.make_schedule`` (the same objects a run uses), so what is
 drawn is exactly what training follows.
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from pruning.compare import SCHEDULE_COMPARISON
 from pruning.config import RunConfig, specs
 from pruning.schedules import SCHEDULES, make_schedule
 from pruning.store import Run
@@ -79,12 +80,13 @@ def curves(s: dict) -> pd.DataFrame:
 
 
 def schedule_configs(base: RunConfig, s: dict) -> list[RunConfig]:
-    """The same model, data, method and seed under each chosen schedule, with the sliders'
-    shape parameters."""
+    """The same model, data and method under each chosen schedule, with the sliders' shape
+    parameters, once per seed of the schedule comparison (a difference is only a finding when
+    it exceeds the spread over seeds)."""
     window = {} if s["start"] is None else {"window_start": s["start"], "window_end": s["end"]}
     return [base.replace(schedule=name, sparsity=s["final"], initial_sparsity=s["initial"],
-                         schedule_params=s["params"][name], **window)
-            for name in s["names"]]
+                         schedule_params=s["params"][name], seed=seed, **window)
+            for name in s["names"] for seed in SCHEDULE_COMPARISON["seed"]]
 
 
 def default_group(runs: list[Run]) -> list[str]:
@@ -106,15 +108,17 @@ def trained(s: dict) -> None:
     runs = pickers.finished_runs(statuses=("done", "stopped"))
     by_id = {r.id: r for r in runs}
     group = default_group(runs)
-    base_run = pickers.run_picker("model, data, method and seed from run", runs, key="sch-base",
+    base_run = pickers.run_picker("model, data and method from run", runs, key="sch-base",
                                  default=group[0] if group else None, param="base") if runs else None
     base = base_run.config if base_run else RunConfig()
-    st.caption(f"Trains **{md(base.model)}** on **{md(base.dataset)}** with **{md(base.method)}**, seed "
-               f"{base.seed}, {base.epochs} epochs, once per chosen schedule, with the sliders' "
-               f"shape: {len(s['names'])} run(s) one after another in the background.")
+    configs = schedule_configs(base, s)
+    st.caption(f"Trains **{md(base.model)}** on **{md(base.dataset)}** with **{md(base.method)}**, "
+               f"{base.epochs} epochs, once per chosen schedule and seed "
+               f"({', '.join(map(str, SCHEDULE_COMPARISON['seed']))}), with the sliders' shape: "
+               f"{len(configs)} run(s) one after another in the background.")
     if st.button("Train under each schedule", type="primary", key="sch-train",
                  disabled=not s["names"] or live.slot_running(SLOT)):
-        live.start_job(SLOT, schedule_configs(base, s))
+        live.start_job(SLOT, configs)
     progress = live.show_job(SLOT, show_curves=True)
     if progress is not None and not progress.running and progress.run_ids:
         state.set_chosen_runs("schedules", list(progress.run_ids))

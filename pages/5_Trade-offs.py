@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from pruning.compare import TRADEOFF_SWEEP
 from pruning.config import ConfigError, RunConfig
 from pruning.data import DATASETS
 from pruning.methods import METHODS
@@ -96,13 +97,14 @@ def sweep_form() -> list[RunConfig] | None:
                              default=[base.schedule], key="to-sw-schedules",
                              param="sweep.schedules", codec=state.choices(SCHEDULES.names()))
     c1, c2 = st.columns(2)
-    sparsities_text = state.linked(c1.text_input, "target sparsities", value="0.5, 0.7, 0.8, 0.9, 0.95",
-                                   key="to-sw-sparsities", help="fractions in [0, 1), "
-                                                                "comma-separated",
-                                   param="sweep.sparsities", codec=state.text())
-    seeds_text = state.linked(c2.text_input, "seeds", value="0", key="to-sw-seeds",
-                              help="comma-separated integers", param="sweep.seeds",
-                              codec=state.text())
+    sparsities_text = state.linked(
+        c1.text_input, "target sparsities",
+        value=", ".join(f"{v:g}" for v in TRADEOFF_SWEEP["sparsity"]), key="to-sw-sparsities",
+        help="fractions in [0, 1), comma-separated", param="sweep.sparsities", codec=state.text())
+    seeds_text = state.linked(c2.text_input, "seeds",
+                              value=", ".join(str(v) for v in TRADEOFF_SWEEP["seed"]),
+                              key="to-sw-seeds", help="comma-separated integers",
+                              param="sweep.seeds", codec=state.text())
     measure = state.linked(st.checkbox, "measure latency after each run", value=True,
                            key="to-sw-latency",
                            help="adds a second or two per run; needed for the latency view",
@@ -149,9 +151,10 @@ def main() -> None:
         else:
             views(frame, color)
     else:
-        st.info("No finished runs yet. Start the sweep below (the default grid trains five "
-                "sparsities of the default session) or run the default session from the home "
-                "page; each finished run becomes a dot here.")
+        st.info("No finished runs yet. Start the sweep below (the default grid trains the "
+                "default session dense and at seven sparsities up to 0.995, three seeds each) "
+                "or run the default session from the home page; each finished run becomes a "
+                "dot here.")
     sweep()
 
 

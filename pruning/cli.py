@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -344,16 +343,22 @@ def cmd_show(args, store: RunStore) -> int:
     return 0
 
 
-PRESET_SCHEDULES = ("one_shot", "iterative", "agp", "one_cycle")
-
-
 def sweep_configs(args) -> list[RunConfig]:
     """The validated grid: every combination of the ``--<plural>`` lists over the flags' config;
     each schedule gets the schedule flags it takes."""
     lists = sweep_lists(args)
     if args.preset == "schedules":
-        lists["schedule"] = list(PRESET_SCHEDULES)
-        lists.setdefault("seed", [0, 1, 2])
+        from pruning.compare import SCHEDULE_COMPARISON as preset
+
+        lists["schedule"] = list(preset["schedule"])
+        lists.setdefault("seed", list(preset["seed"]))
+        if "sparsity" not in lists and args.sparsity == RunConfig.sparsity:
+            lists["sparsity"] = [preset["sparsity"]]  # the measured default; --sparsities overrides
+    if args.preset == "tradeoffs":
+        from pruning.compare import TRADEOFF_SWEEP as preset
+
+        for field in ("sparsity", "seed"):
+            lists.setdefault(field, list(preset[field]))
     values: dict[str, Any] = {s.name: getattr(args, s.name) for s in specs() if s.kind is not dict}
     given = given_schedule_params(args)
     refuse_foreign_schedule_params(lists.get("schedule", [values["schedule"]]), given)
@@ -365,21 +370,6 @@ def sweep_configs(args) -> list[RunConfig]:
         return [validate(c) for seed in lists.get("seed", [base.seed])
                 for c in ssc_baseline_configs(validate(base.replace(seed=seed)))]
     return sweep_grid(base, lists, given)
-
-
-def schedule_table(runs: list[Run]) -> str:
-    """Final accuracy mean ± std per (sparsity, schedule) — the One-Cycle experiment's table."""
-    groups: dict[tuple, list[float]] = {}
-    for run in runs:
-        if run.status == "done":
-            key = (run.config.sparsity, run.config.method, run.config.schedule)
-            groups.setdefault(key, []).append(run.summary["test_acc"])
-    lines = ["sparsity  method       schedule    runs  accuracy (mean ± std)"]
-    for (sparsity, method, schedule), accs in sorted(groups.items()):
-        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        lines.append(f"{sparsity:<8.2f}  {method:<11}  {schedule:<10}  {len(accs):>4}  "
-                     f"{statistics.mean(accs):.2%} ± {std:.2%}")
-    return "\n".join(lines)
 
 
 def cmd_sweep(args, store: RunStore) -> int:
@@ -397,12 +387,14 @@ def cmd_sweep(args, store: RunStore) -> int:
         run = run_session(config, store, on_event=bar, download=args.download)
         bar.close()
         runs.append(run)
-    if args.json:
-        print(json.dumps([run_json(store, r) for r in runs]))
+    from pruning.compare import report, report_text
+
+    if args.json:  # the runs, then each group's spread over seeds and which differences exceed it
+        print(json.dumps({"runs": [run_json(store, r) for r in runs], "comparison": report(runs)}))
     else:
         print(list_table(runs))
         print()
-        print(schedule_table(runs))
+        print(report_text(runs))
     return 0 if all(r.status == "done" for r in runs) else 1
 
 
@@ -467,8 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a grid of sessions (comma-separated lists)")
     add_config_flags(sweep)
     add_sweep_flags(sweep)
-    sweep.add_argument("--preset", choices=["schedules", "ssc"],
-                       help="schedules: one_shot/iterative/agp/one_cycle × 3 seeds; "
+    sweep.add_argument("--preset", choices=["schedules", "tradeoffs", "ssc"],
+                       help="schedules: one_shot/iterative/agp/one_cycle × seeds 0,1,2 at "
+                            "sparsity 0.98 unless --sparsity/--sparsities/--seeds say otherwise; "
+                            "tradeoffs: sparsities 0 (dense) to 0.995 × seeds 0,1,2 (the "
+                            "accuracy cliff) unless --sparsities/--seeds say otherwise; "
                             "ssc: SSC vs pruning at init (random/snip/grasp/synflow)")
     sweep.add_argument("--download", action="store_true")
     sweep.add_argument("--json", action="store_true")

@@ -61,7 +61,12 @@ class Registry(Generic[T]):
         try:
             yield obj
         finally:
-            del self._entries[name]
+            self.unregister(name)
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests and experiments that registered it for a while)."""
+        self.entry(name)  # an unknown name raises, naming the choices
+        del self._entries[name]
 
     def entry(self, name: str) -> Entry[T]:
         try:

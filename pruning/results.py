@@ -66,6 +66,7 @@ class RunSummary:
     """What a run reports. Fractions in [0, 1]; counts per image; None = not measured."""
     test_acc: float | None = None
     test_loss: float | None = None
+    test_examples: int | None = None          # images in the test set the accuracy counts
     train_acc: float | None = None
     target_sparsity: float | None = None      # what the schedule asked for at the end
     mask_sparsity: float | None = None        # zeros among prunable weights (None: no mask)

@@ -260,7 +260,7 @@ def measure(trained: Trained, dense_model: torch.nn.Module, ctx: RunContext, sto
                        latency_batch_size=final["batch_size"], latency_device=final["device"],
                        latency_dtype=final["dtype"], latency_threads=final["threads"])
     return RunSummary(
-        test_acc=test_acc, test_loss=test_loss,
+        test_acc=test_acc, test_loss=test_loss, test_examples=len(ctx.data.test_y),
         train_acc=ctx.recorder.last_epoch.get("train_acc"), **sparsities,
         params_dense=dense_params, params=final_counts["params"],
         params_nonzero=final_counts["params_nonzero"], params_compact=compact_params,

@@ -309,6 +309,7 @@ def test_tradeoffs_sweep_runs_in_background(empty_home):
     at = app("pages/5_Trade-offs.py")
     at.number_input(key="to-sw-epochs").set_value(1).run()
     at.text_input(key="to-sw-sparsities").input("0.5, 0.8").run()
+    at.text_input(key="to-sw-seeds").input("0").run()
     at.checkbox(key="to-sw-latency").uncheck().run()
     at.button(key="to-sweep").click().run()
     no_exception(at)
@@ -338,6 +339,9 @@ def test_schedules_page_curves_follow_the_sliders(empty_home):
     no_exception(at)
     spec = at.get("plotly_chart")[0].proto.spec
     assert "iterative" in spec and "one_cycle" not in spec
+    # each chosen schedule is trained over the comparison's three seeds
+    assert any("once per chosen schedule and seed (0, 1, 2)" in c.value and "3 run(s)" in c.value
+               for c in at.caption)
 
 
 def test_schedules_page_overlays_runs_differing_in_schedule(full_home):

@@ -31,6 +31,7 @@ class Digits:
     in_channels = 1
     image_size = 8
     num_classes = 10
+    test_examples = 360  # the fixed split's test set (one example = 0.28 accuracy points)
     class_names = tuple(str(d) for d in range(10))
 
     @classmethod

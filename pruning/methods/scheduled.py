@@ -13,16 +13,17 @@ summed over the last few training mini-batches (Molchanov et al. 2019).
 """
 from __future__ import annotations
 
-from typing import Callable
 import itertools
 from collections import deque
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
 from pruning.masks import Mask
 from pruning.methods.base import METHODS, Method, MethodResult
-from pruning.methods.criteria import CRITERIA, Pruner, keep_going
+from pruning.methods.criteria import CRITERIA, Criterion, Pruner, ScoreRequest, keep_going
 from pruning.schedules import schedule_from_config
 from pruning.training import TrainHooks, fit
 
@@ -124,13 +125,41 @@ class ScheduledPruning(Method):
         return MethodResult(model, hooks.mask(), {})
 
 
-def _register_criterion_methods() -> None:
-    for name in CRITERIA.names():
-        entry = CRITERIA.entry(name)
-        cls = type(f"{name.title()}Pruning", (ScheduledPruning,),
-                   {"criterion": name, "description": entry.description,
-                    "__doc__": entry.description})
-        METHODS.register(name, config=entry.config, description=entry.description)(cls)
+def _register_method_for(name: str) -> None:
+    """Offer criterion ``name`` as a schedule-driven method of the same name."""
+    entry = CRITERIA.entry(name)
+    cls = type(f"{name.title()}Pruning", (ScheduledPruning,),
+               {"criterion": name, "description": entry.description,
+                "__doc__": entry.description})
+    METHODS.register(name, config=entry.config, description=entry.description)(cls)
 
 
-_register_criterion_methods()
+def register_criterion(name: str, score: Callable[[ScoreRequest], dict[str, torch.Tensor]], *,
+                       description: str, expensive: bool = False, signed: bool = False,
+                       config: type | None = None) -> None:
+    """The one place a new criterion plugs in.
+
+    ``score(request) -> {parameter name: scores}`` (higher = keep). The Pruner ranks with it under
+    every scope and granularity, and it becomes a method of the same name that follows the run's
+    schedule: the CLI's ``--method`` choices, the Run form, sweeps and the registry-parametrised
+    tests all read it from the registries. ``config`` is its settings dataclass (``-p key=value``).
+    """
+    CRITERIA.register(name, config=config, description=description)(
+        Criterion(name, score, expensive, signed))
+    _register_method_for(name)
+
+
+@contextmanager
+def registered_criterion(name: str, score: Callable[[ScoreRequest], dict[str, torch.Tensor]], *,
+                         description: str, **options: Any) -> Iterator[None]:
+    """``register_criterion`` for the duration of a ``with`` block (tests, experiments)."""
+    register_criterion(name, score, description=description, **options)
+    try:
+        yield
+    finally:
+        METHODS.unregister(name)
+        CRITERIA.unregister(name)
+
+
+for _name in CRITERIA.names():  # the built-in criteria, registered in criteria.py
+    _register_method_for(_name)
