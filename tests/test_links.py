@@ -228,5 +228,6 @@ def test_codecs_read_what_they_write_and_refuse_the_rest():
     value, problem = state.choices([1, 8]).read("1,7")
     assert value == [1] and "'7'" in problem
     assert state.choices([1, 8]).read("7")[0] is None
+    assert state.choices([1, 8, 32], limit=2).read("32,8,1") == ([32, 8], "more than 2 chosen")
     assert state.flag().read("TRUE") == (True, None) and state.flag().write(False) == "false"
     assert state.text(5).read("abcdef")[0] is None

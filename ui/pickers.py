@@ -99,7 +99,7 @@ def runs_picker(label: str, runs: Sequence[Run], *, key: str, default_count: int
     chosen = state.linked(st.multiselect, label, list(by_id), default=initial, key=key, help=help,
                           format_func=lambda run_id: run_title(by_id[run_id]),
                           max_selections=max_selections, param=param or key,
-                          codec=state.choices(list(by_id)))
+                          codec=state.choices(list(by_id), max_selections))
     return [by_id[i] for i in chosen]
 
 

@@ -103,8 +103,9 @@ def choice(options: Sequence[Any]) -> Codec:
     return Codec(read, _plain)
 
 
-def choices(options: Sequence[Any]) -> Codec:
-    """Several of ``options`` (a multiselect), comma-separated; unknown ones are dropped."""
+def choices(options: Sequence[Any], limit: int | None = None) -> Codec:
+    """Several of ``options`` (a multiselect), comma-separated; unknown ones are dropped, and
+    those past ``limit`` (the widget's max_selections)."""
     by_text = {_plain(o): o for o in options}
 
     def read(text: str) -> tuple[Any, str | None]:
@@ -112,6 +113,9 @@ def choices(options: Sequence[Any]) -> Codec:
         unknown = [t for t in items if t not in by_text]
         known = list(dict.fromkeys(by_text[t] for t in items if t in by_text))
         problem = f"{', '.join(map(repr, unknown))} not among the choices" if unknown else None
+        if limit is not None and len(known) > limit:
+            known = known[:limit]
+            problem = "; ".join(filter(None, [problem, f"more than {limit} chosen"]))
         return (known if known or not items else None), problem
     return Codec(read, lambda values: ",".join(_plain(v) for v in values))
 
