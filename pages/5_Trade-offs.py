@@ -58,7 +58,7 @@ def filtered(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def views(frame: pd.DataFrame, color: str) -> None:
     frame = frame.assign(mflops=frame.get("flops", pd.Series(dtype=float)) / 1e6)
-    tabs = st.tabs([v[0] for v in VIEWS])
+    tabs = state.linked_tabs([v[0] for v in VIEWS], key="to-view", param="view")
     for tab, (title, x, x_title, higher, pct, log, text) in zip(tabs, VIEWS):
         with tab:
             if x not in frame or frame[x].isna().all():

@@ -248,7 +248,8 @@ def unification_tab() -> None:
                        "dense.")
 
 
-tabs = st.tabs(["i-SpaSP", "SSC", "Weight unification"])
+tabs = state.linked_tabs(["i-SpaSP", "SSC", "Weight unification"], key="methods-tab",
+                         param="method")
 with page.user_errors():
     with tabs[0]:
         ispasp_tab()

@@ -169,7 +169,8 @@ def main() -> None:
         live.empty_state("No runs yet. Train the default session (a few seconds on a CPU) "
                            "and it will appear here.", key="runs")
         return
-    tabs = st.tabs(["History", "Compare", "Details & export", "Rename / delete"])
+    tabs = state.linked_tabs(["History", "Compare", "Details & export", "Rename / delete"],
+                             key="runs-tab", param="tab")
     with tabs[0]:
         history(runs)
     with tabs[1]:

@@ -125,6 +125,8 @@ def fill(value, ids: dict[str, str]):
 
 
 def widget(at: AppTest, kind: str, key: str):
+    if kind == "session_state":  # a widget AppTest cannot drive (tabs): its state
+        return type("State", (), {"value": at.session_state[key]})
     return getattr(at, kind)(key=key)
 
 
@@ -155,6 +157,25 @@ def test_a_link_restores_the_choice(home, page, kind, key, value, param, text, g
     assert query(at)[param] == fill(text, home)  # and the link stays as it was
 
 
+#: (page, tabs key, a tab that is not the first, query parameter): the open tab is a choice too
+TABS = [("pages/5_Trade-offs.py", "to-view", "Accuracy vs FLOPs", "view"),
+        ("pages/6_Methods.py", "methods-tab", "Weight unification", "method"),
+        ("pages/8_Runs.py", "runs-tab", "Compare", "tab")]
+
+
+@pytest.mark.parametrize("page, key, label, param", TABS, ids=[t[3] for t in TABS])
+def test_the_open_tab_is_written_to_the_url_and_restored(home, page, key, label, param):
+    at = app(page)
+    assert query(at)[param] != label
+    at.session_state[key] = label  # what a click on the tab does
+    at.run()
+    healthy(at)
+    assert query(at)[param] == label
+    restored = app(page, {param: label})
+    healthy(restored)
+    assert restored.session_state[key] == label and not restored.warning
+
+
 BAD = [
     ("pages/2_Schedules.py", "slider", "sch-final", "final", "1.5", 0.9, "outside 0–0.99"),
     ("pages/2_Schedules.py", "slider", "sch-final", "final", "nan", 0.9, "outside"),
@@ -167,6 +188,8 @@ BAD = [
     ("pages/5_Trade-offs.py", "number_input", "to-sw-epochs", "sweep.epochs", "2.5", None,
      "not a whole number"),
     ("pages/7_Speed_lab.py", "selectbox", "speedlab-run", "run", "no-such-run", None,
+     "not one of"),
+    ("pages/8_Runs.py", "session_state", "runs-tab", "tab", "Everything", "History",
      "not one of"),
 ]
 

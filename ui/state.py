@@ -190,9 +190,15 @@ def linked(draw: Callable[..., Any], *args: Any, key: str, param: str, codec: Co
             for name in ("value", "index", "default"):
                 kwargs.pop(name, None)
     result = draw(*args, key=key, **kwargs)
-    current = st.session_state.get(key, result)
+    current = st.session_state.get(key)
     if current is not None:
         written = codec.write(current)
         if st.query_params.get(param) != written:
             st.query_params[param] = written
     return result
+
+
+def linked_tabs(labels: Sequence[str], *, key: str, param: str) -> Sequence[Any]:
+    """``st.tabs(labels)`` whose open tab is kept in the URL's ``param`` (by its label)."""
+    return linked(st.tabs, list(labels), key=key, param=param, codec=choice(list(labels)),
+                  on_change="rerun")  # a rerun on every switch, so the URL follows the tab
