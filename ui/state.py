@@ -12,7 +12,13 @@ parameter is read (a value the codec refuses gives one ``st.warning`` naming the
 was wrong and what was used instead, and the widget keeps its default); after the widget is drawn
 its value is written back, so the address bar always holds the page's choices and a copied link
 reopens the same view in a fresh browser. Codecs (``choice``, ``choices``, ``number``, ``span``,
-``flag``, ``text``) turn values into short readable strings and back.
+``flag``, ``text``) turn values into short readable strings and back; ``linked_tabs`` does the
+same for the open tab.
+
+Streamlit's own ``bind="query-params"`` is not used: it drops an unusable value silently (a
+shared link must say what it could not restore), and it leaves a value equal to the widget's
+default out of the URL, while a run picker's default is "the newest run", which changes as runs
+are added; a link here names every choice.
 """
 from __future__ import annotations
 
