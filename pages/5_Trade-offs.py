@@ -15,7 +15,7 @@ from pruning.methods import METHODS
 from pruning.models import MODELS
 from pruning.schedules import SCHEDULES
 from pruning.validation import parse_sweep_list, sweep_grid
-from ui import live, page, pickers, state
+from ui import datasets, live, page, pickers, state
 from ui.charts import tradeoffs
 from ui.safe_text import md
 
@@ -114,6 +114,9 @@ def sweep_form() -> list[RunConfig] | None:
         seeds = parse_sweep_list("seed", seeds_text, "seeds")
         if not (methods and schedules):
             raise ConfigError("choose at least one method and schedule")
+        missing = datasets.unavailable(dataset)
+        if missing:
+            raise ConfigError(missing)
         configs = sweep_grid(base.replace(model=model, dataset=dataset, epochs=epochs),
                              {"method": methods, "schedule": schedules, "sparsity": sparsities,
                               "seed": seeds})

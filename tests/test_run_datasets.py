@@ -1,7 +1,8 @@
 """The Run form's dataset panel: present datasets are said to be present, a missing one says which
 files go in which folder and disables Run with that reason, its download button downloads in the
 background (offline here: a one-line error naming the cause and the folder), and files put in
-place by hand are found on the next look. Tiny files in the real formats come from test_data.
+place by hand are found on the next look; a Trade-offs sweep on a missing dataset cannot start
+either. Tiny files in the real formats come from test_data.
 """
 from __future__ import annotations
 
@@ -92,3 +93,14 @@ def test_download_without_network_is_a_clear_error_and_run_stays_disabled(tmp_ho
     assert "could not download mnist" in failed and "network is unreachable" in failed
     assert "may not reach the internet" in failed and "MNIST" in failed
     assert run_button(at).disabled
+
+
+def test_a_sweep_on_a_missing_dataset_cannot_start(tmp_home):
+    at = AppTest.from_file(str(ROOT / "pages/5_Trade-offs.py"), default_timeout=60)
+    at.query_params["sweep.dataset"] = "cifar10"
+    at.run()
+    assert not at.exception
+    (error,) = texts(at.error)
+    assert error.startswith("Cannot start this sweep: dataset cifar10 is not on this server yet")
+    assert "cifar-10-batches-py" in error.replace("\\", "")
+    assert at.button(key="to-sweep").disabled

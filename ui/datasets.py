@@ -55,8 +55,8 @@ def unavailable(name: str) -> str | None:
     root = data.data_root()
     if data.available(name, root):
         return None
-    return (f"dataset {name} is not on this server yet: download it or put its files in "
-            f"{root / data.dataset_class(name).folder} (see under the dataset choice)")
+    return (f"dataset {name} is not on this server yet: download it on the Run page (under the "
+            f"dataset choice) or put its files in {root / data.dataset_class(name).folder}")
 
 
 def dataset_panel(name: str, *, key: str) -> str | None:
