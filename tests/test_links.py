@@ -85,7 +85,7 @@ CASES = [
     ("pages/4_Mask_evolution.py", "selectbox", "masks-b", "{aswl}", "right", "{aswl}"),
     ("pages/4_Mask_evolution.py", "selectbox", "masks-layer", "conv3.0.weight", "layer",
      "conv3.0.weight"),
-    ("pages/4_Mask_evolution.py", "select_slider", "masks-frame", 1, "frame", "1"),
+    ("pages/4_Mask_evolution.py", "select_slider", "masks-frame", 2, "frame", "2"),
     ("pages/5_Trade-offs.py", "multiselect", "to-filter-schedule", ["iterative"], "schedule",
      "iterative"),
     ("pages/5_Trade-offs.py", "multiselect", "to-filter-method", ["magnitude"], "method",
