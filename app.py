@@ -20,9 +20,13 @@ SLOT = "home"
 NEXT_STEPS = (
     ("pages/1_Run.py", "Run", "change the model, method, schedule or target and train again"),
     ("pages/2_Schedules.py", "Schedules", "see one-shot, iterative, AGP and one-cycle side by side"),
+    ("pages/3_Layer_attention.py", "Layer attention",
+     "see how much each layer is pruned, and how ASWL learns it"),
     ("pages/4_Mask_evolution.py", "Mask evolution", "watch the masks change during training"),
     ("pages/5_Trade-offs.py", "Trade-offs", "sweep sparsities and draw the accuracy trade-off"),
-    ("pages/8_Runs.py", "Runs", "compare two runs side by side, export weights or ONNX"),
+    ("pages/6_Methods.py", "Methods", "look inside i-SpaSP, SSC and weight unification"),
+    ("pages/7_Speed_lab.py", "Speed lab", "measure whether a sparse model is actually faster"),
+    ("pages/8_Runs.py", "Runs", "compare runs side by side, export weights or ONNX"),
 )
 
 

@@ -17,7 +17,7 @@ import streamlit as st
 from pruning.config import ConfigError, RunConfig, Spec, specs
 from pruning.schedules import SCHEDULES, schedule_from_config
 from pruning.validation import follows_schedule, registry, validate
-from ui import datasets, forms, live, page, report
+from ui import datasets, formatting, forms, live, page, report
 from ui.charts import schedules
 from ui.safe_text import md
 
@@ -187,6 +187,9 @@ def main() -> None:
         st.error("Some settings in the link could not be used and were reset to defaults — "
                  + md("; ".join(problems)) + ". Change them below.")
     init_widgets(config)
+    # The Run button, its problems and its progress sit above the long form, where they are
+    # seen; they are filled in once the form below has been read.
+    bar = st.container(border=True)
     try:
         config = form()
     except ConfigError as exc:
@@ -200,17 +203,17 @@ def main() -> None:
         error = datasets.unavailable(config.dataset)
     except ConfigError as exc:
         error = str(exc)
-    if error:
-        st.error(md(f"Cannot run this setup: {error}"))
-
-    running = live.slot_running(SLOT)
-    if st.button("Run", type="primary", key="run-start", disabled=bool(error) or running):
-        live.start_job(SLOT, [config])
-    progress = live.show_job(SLOT)
+    with bar:
+        if error:
+            st.error(md(f"Cannot run this setup: {error}"))
+        running = live.slot_running(SLOT)
+        if st.button("Run", type="primary", key="run-start", disabled=bool(error) or running):
+            live.start_job(SLOT, [config])
+        progress = live.show_job(SLOT)
     if progress is not None and not progress.running and progress.run_id:
-        with page.user_errors():
+        with bar, page.user_errors():
             run = page.store().get_run(progress.run_id)
-            st.subheader(f"Result: {md(run.label())}")
+            st.subheader(f"Result: {md(formatting.run_label(run))}")
             report.run_report(run, key="run-result", curves=False)
             page.page_link("pages/8_Runs.py", "Compare it with other runs on the Runs page")
 

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from pruning import compare
 from pruning.compare import SCHEDULE_COMPARISON
 from pruning.config import RunConfig, specs
 from pruning.schedules import SCHEDULES, make_schedule
 from pruning.store import Run
-from ui import formatting, live, page, pickers, state
+from ui import live, page, pickers, report, state
 from ui.charts import schedules, training
 from ui.safe_text import md
 
@@ -90,16 +91,16 @@ def schedule_configs(base: RunConfig, s: dict) -> list[RunConfig]:
 
 
 def default_group(runs: list[Run]) -> list[str]:
-    """The newest set of runs that differ only in their schedule (one per schedule), else the
-    newest run: what the page overlays until the user chooses."""
-    groups: dict[tuple, dict[str, str]] = {}
+    """The newest set of runs that differ only in their schedule and seed (every seed of every
+    schedule), else the newest run: what the page overlays until the user chooses."""
+    groups: dict[tuple, dict[str, list[str]]] = {}
     for r in runs:  # newest first
         c = r.config
-        key = (c.model, c.dataset, c.method, c.seed, c.sparsity, c.epochs)
-        groups.setdefault(key, {}).setdefault(c.schedule, r.id)
-    for ids in groups.values():  # dicts keep insertion order: newest group first
-        if len(ids) >= 2:
-            return list(ids.values())
+        key = (c.model, c.dataset, c.method, c.sparsity, c.epochs)
+        groups.setdefault(key, {}).setdefault(c.schedule, []).append(r.id)
+    for by_schedule in groups.values():  # dicts keep insertion order: newest group first
+        if len(by_schedule) >= 2:
+            return [i for ids in by_schedule.values() for i in ids]
     return [runs[0].id] if runs else []
 
 
@@ -121,7 +122,15 @@ def trained(s: dict) -> None:
         live.start_job(SLOT, configs)
     progress = live.show_job(SLOT, show_curves=True)
     if progress is not None and not progress.running and progress.run_ids:
-        state.set_chosen_runs("schedules", list(progress.run_ids))
+        finished = list(progress.run_ids)
+        if state.recall("schedules-overlaid") != finished:
+            # The job's runs replace the overlay once, when it ends: the picker's own state
+            # would otherwise keep showing the runs chosen before.
+            state.remember("schedules-overlaid", finished)
+            state.set_chosen_runs("schedules", finished)
+            runs = pickers.finished_runs(statuses=("done", "stopped"))
+            by_id = {r.id: r for r in runs}
+            st.session_state["sch-overlay"] = [i for i in finished if i in by_id]
     if not runs:
         st.info("No finished runs yet: the button above trains the default session's model "
                 "under each chosen schedule, then their curves appear here overlaid.")
@@ -132,20 +141,26 @@ def trained(s: dict) -> None:
     if not chosen:
         st.info("Choose runs to overlay.")
         return
-    labels = {r.id: f"{r.config.schedule} · s{r.config.seed} · {r.id[-6:]}" for r in chosen}
-    epochs = pickers.epochs_frame(page.store(), [r.id for r in chosen], labels)
-    st.plotly_chart(training.training_curves(epochs), key="sch-overlay-curves")
-    page.caption("Test accuracy (left) and sparsity (right) per epoch for the chosen runs, one "
-                   "colour per run: dashed = target, solid = mask.")
-    table = pd.DataFrame([{"run": labels[r.id], "schedule": r.config.schedule,
-                           "final test accuracy": formatting.fmt_pct(r.summary.get("test_acc")),
-                           "mask sparsity": formatting.fmt_pct(r.summary.get("mask_sparsity")),
-                           "best test accuracy": formatting.fmt_pct(
-                               epochs.loc[epochs["run_id"] == r.id, "test_acc"].max())}
-                          for r in chosen])
-    st.dataframe(table, hide_index=True, width="stretch")
-    page.caption("Final and best test accuracy of each overlaid run; the same final sparsity "
-                   "reached along different paths.")
+    overlay(chosen)
+
+
+def overlay(chosen: list[Run]) -> None:
+    """The chosen runs' curves, averaged over the seeds of each setting, their spread and the
+    verdicts on their differences."""
+    epochs = report.grouped_epochs(page.store(), chosen)
+    st.plotly_chart(training.training_curves(epochs, group="group"), key="sch-overlay-curves")
+    page.caption(f"Test accuracy (left) and sparsity (right) per epoch, one line per schedule "
+                 f"({report.seeds_text(chosen)}): the line is the mean over seeds, the band ± one "
+                 f"standard deviation; one colour per method, one dash and marker per schedule. "
+                 f"Right: {training.SPARSITY_LINES}.")
+    table = report.spread_table(chosen)
+    if not table.empty:
+        st.dataframe(table, hide_index=True, width="stretch")
+        page.caption("Final test accuracy of each schedule over its seeds (finished runs).")
+    lines = report.verdict_lines(chosen)
+    if lines:
+        st.markdown("\n".join(f"- {line}" for line in lines))
+        page.caption(f"Differences between schedules in words, by one rule: {compare.RULE}.")
 
 
 def main() -> None:

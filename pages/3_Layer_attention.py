@@ -6,7 +6,7 @@ ratios next to uniform and global-magnitude allocations at the same overall spar
 """
 import streamlit as st
 
-from pruning.methods import method_config
+from pruning.methods import method_config, target_text
 from pruning.config import RunConfig
 from ui import formatting, live, page, pickers, report
 from ui.charts import layers
@@ -38,7 +38,8 @@ with page.user_errors():
     run = pickers.run_picker("ASWL run", runs, key="aswl-run", param="run")
     s = run.summary
     cols = st.columns(4)
-    cols[0].metric("Target sparsity", formatting.fmt_pct(run.config.sparsity))
+    cols[0].metric("Target", formatting.short_target(run.config),
+                   help=target_text(run.config))
     cols[1].metric("Reached (mask)", formatting.fmt_pct(s.get("mask_sparsity")))
     cols[2].metric("Test accuracy", formatting.fmt_pct(s.get("test_acc")))
     settings = method_config(run.config)  # the run's values, defaults filled in
@@ -51,17 +52,16 @@ with page.user_errors():
     page.charts_side_by_side(
         (layers.aswl_lines_figure(frame, "attention"), "aswl-attention",
          "Each layer's attention a_l over training (all start at 0.5). The density regulariser "
-         "pulls every attention down in proportion to the layer's share of the weights: the "
-         "largest layers fall first and fastest, often to the floor 0.01 in the first epoch, "
-         "while a layer with few weights (the stem) barely moves. Layers without a BatchNorm "
-         "after them (the dense layers) also feel the task loss, which pulls a needed layer's "
-         "attention back up; behind a BatchNorm the loss hardly sees a_l, so only the "
-         "layer's size sets its pace." + overlap),
+         "pulls attentions down, harder for layers with more weights; the task loss pulls a "
+         "layer it needs back up (most for layers without a BatchNorm after them, which "
+         "would otherwise cancel a_l). " + layers.attention_story(frame) + overlap),
         (layers.aswl_lines_figure(frame, "ratio"), "aswl-ratio",
          "Each layer's pruning ratio p_l = (1 − a_l)^γ, the mirror image of its attention "
-         "(capped at 0.99). The dashed line is the whole network's sparsity: it usually "
-         "overshoots the target while the big layers sit at the cap, then settles near it as "
-         "λ balances the loss, and the curves flatten." + overlap))
+         "(capped at 0.99). The dashed line is the whole network's sparsity"
+         + (f": here it peaked at {formatting.fmt_pct(1 - frame['density'].min())} and ended "
+            f"at {formatting.fmt_pct(1 - frame.sort_values('step')['density'].iloc[-1])} "
+            f"(target {formatting.short_target(run.config)})."
+            if not frame.empty and frame["density"].notna().any() else ".") + overlap))
 
     finals = store.traces(run.id, "aswl_final")
     if finals:

@@ -18,9 +18,12 @@ from ui.safe_text import md
 page.page_setup(
     "Mask evolution",
     "Which weights survive, and when? Each picture is one layer's mask (dark = kept, pale = "
-    "pruned) at a moment of training; press ▶ play to watch it thin out. Two schedules that "
-    "reach the same sparsity can get there very differently — gradually (one-cycle) or in "
-    "steps (iterative) — and some weights are pruned and later come back (churn).")
+    "pruned, orange = regrown: pruned at an earlier snapshot and kept again) at a moment of "
+    "training; press ▶ play to watch it thin out. Two schedules that reach the same sparsity "
+    "can get there very differently — gradually (one-cycle) or in steps (iterative). Whether a "
+    "pruned weight can come back depends on the method: magnitude pruning holds pruned weights "
+    "at zero, so they stay pruned; methods that re-score every weight (ASWL's straight-through "
+    "updates, re-scored criteria) can regrow some.")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -94,20 +97,32 @@ with page.user_errors():
                 "run only.")
     alignment = (mv.progress_alignment(films[0][1].epochs, films[1][1].epochs)
                  if len(films) == 2 else None)
-    figure = masks.mask_film_figure(films, alignment)
-    steps = [step.label for step in figure.layout.sliders[0].steps] if figure.frames else []
-    if len(steps) > 1:  # the snapshot the film opens on is a choice, and part of the link
-        labels = dict(enumerate(steps))
+    lead = films[0][1]
+    opening = lead.opening()
+    telling = next((i for i, a in enumerate(alignment) if a[0] >= opening), 0) if alignment \
+        else opening
+    frames = alignment or [(i,) for i in range(len(lead.frames))]
+    start = telling
+    if len(frames) > 1:  # the snapshot the film opens on is a choice, and part of the link
+        labels = {i: f"{lead.epochs[a[0]]:.1f}" for i, a in enumerate(frames)}
         start = state.linked(st.select_slider, "Film opens at epoch", list(labels),
-                             value=figure.layout.sliders[0].active or 0, format_func=labels.get,
-                             key="masks-frame", param="frame", codec=state.choice(list(labels)),
+                             value=telling, format_func=labels.get, key="masks-frame",
+                             param="frame", codec=state.choice(list(labels)),
                              help="The snapshot shown before ▶ play (epochs of the left run).")
-        masks.open_film_at(figure, start)
-    st.plotly_chart(figure, key="masks-film")
-    picture = films[0][1].picture
+    st.plotly_chart(masks.mask_film_figure(films, alignment, start=start), key="masks-film")
+    picture = lead.picture
+    regrown = {title: max(f.regrown, default=0) for title, f in films}
+    regrowth = ("; ".join(f"{md(t)}: up to {n:,} regrown weights" for t, n in regrown.items() if n)
+                or "no weight of this layer regrew in these runs: once pruned, it stayed pruned")
     page.caption(f"What am I looking at: {picture.describe()} Dark cells are kept weights, pale "
-                   "ones pruned; the slider steps through the stored snapshots (aligned by "
-                   "training progress when the runs differ in length).")
+                 f"ones pruned, orange ones regrown ({regrowth}). "
+                 + ("The film opens at epoch " if start == telling else
+                    f"The film opens at epoch {lead.epochs[frames[start][0]]:.1f} (chosen "
+                    "above); by default it opens at epoch ")
+                 + f"{lead.epochs[opening]:.1f}, the first snapshot where this layer is at least "
+                 f"half as sparse as at the end ({lead.sparsity[opening]:.0%} of "
+                 f"{lead.sparsity[-1]:.0%}); the slider steps through every stored snapshot "
+                 f"(aligned by training progress when the runs differ in length).")
 
     def stacked(index: int) -> pd.DataFrame:
         """Churn (1) or per-layer sparsity (2) of the chosen runs, with a ``run`` column."""

@@ -1,6 +1,8 @@
-"""Trade-offs page: accuracy against sparsity, FLOPs and measured latency for every finished run,
-with the Pareto front (the runs no other run beats on both axes), filterable by model, dataset,
-method and schedule; and a sweep over sparsities (and methods, schedules, seeds) started from the
+"""Trade-offs page: accuracy against the fraction of weights kept (log axis), FLOPs and measured
+latency, one point per setting averaged over its seeds with error bars, the points of a sweep
+joined per method and schedule, the dense baseline as a band and the Pareto front only through
+steps larger than the noise (``pruning.compare``), filterable by model, dataset, method and
+schedule; and a sweep over sparsities (and methods, schedules, seeds) started from the
 page, trained one run after another in a background job.
 """
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from pruning import compare
 from pruning.compare import TRADEOFF_SWEEP
 from pruning.config import ConfigError, RunConfig
 from pruning.data import DATASETS
@@ -15,67 +18,87 @@ from pruning.methods import METHODS
 from pruning.models import MODELS
 from pruning.schedules import SCHEDULES
 from pruning.validation import parse_sweep_list, sweep_grid
-from ui import datasets, live, page, pickers, state
+from ui import datasets, live, page, pickers, report, state
 from ui.charts import tradeoffs
+from ui.charts.style import schedule_of
 from ui.safe_text import md
 
 SLOT = "tradeoffs"
 FILTERS = (("model", "model"), ("dataset", "dataset"), ("method", "method"),
            ("schedule", "schedule"))
-HOVER = ["label", "method", "schedule", "target", "seed", "epochs"]
 
-#: (tab title, x column, axis title, higher x is better, percent axis, log axis, caption)
+#: (tab title, x column, axis title, higher x is better, log axis, x error bars, caption)
 VIEWS = (
-    ("Accuracy vs sparsity", "sparsity", "sparsity (% of weights zero, or removed)", True,
-     True, False, "Each dot is a finished run: how accurate it is at the sparsity its mask "
-                  "reached (for i-SpaSP and SSC, which remove weights instead of masking them: "
-                  "the fraction of parameters removed). The dotted line links the Pareto front (no run is both sparser and "
-                  "more accurate)."),
-    ("Accuracy vs FLOPs", "mflops", "FLOPs under the mask (M per image, log scale)", False, False,
-     True, "Accuracy against the multiply-accumulates that the mask leaves (zeros skipped); "
-           "the front joins the runs that no cheaper run beats."),
-    ("Accuracy vs latency", "latency_ms", "measured latency (ms per batch, compact model)", False,
-     False, False, "Accuracy against the measured latency of the physically compacted model on "
-                   "this machine; unstructured zeros do not make it faster, removed channels do."),
+    ("Accuracy vs weights kept", "density", "fraction of weights kept", False, True, False,
+     "Each point is one setting, averaged over its seeds (error bars: ± one standard deviation "
+     "over the seeds, at least half a test example); the points of a sweep are joined per "
+     "method and schedule (colour = method, dash and marker = schedule). The x axis is the "
+     "fraction of weights kept on a log scale, as pruning papers draw it: 10 % kept = 90 % "
+     "sparse, 1 % kept = 99 % sparse; for i-SpaSP and SSC, which remove units instead of "
+     "masking them, the fraction of parameters left. The shaded band is the dense baseline "
+     "(mean ± its spread); the dotted staircase is the Pareto front, drawn only through steps "
+     "larger than the error bars."),
+    ("Accuracy vs FLOPs", "mflops", "FLOPs under the mask (M per image, log scale)", False, True,
+     False, "Accuracy against the multiply-accumulates that the mask leaves (zeros skipped, a "
+            "count, not a timing); the front joins the settings that no cheaper one beats by "
+            "more than the error bars."),
+    ("Accuracy vs latency", "latency_ms", "measured latency (ms per batch, compact model; "
+     "median, bars to the 90th percentile)", False, False, True,
+     "Accuracy against the measured latency of the physically compacted model on this "
+     "machine; the horizontal bars are the measured spread (90th percentile − median, or the "
+     "spread over seeds if larger). Unstructured zeros do not make a model faster, removed "
+     "channels do; points whose bars overlap are equally fast within the noise, and the front "
+     "does not bend through them."),
 )
 
 
-def filtered(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The filter row; returns the runs that pass and the column to colour by."""
-    top, bottom = st.columns(3), st.columns(2)
-    cols = [top[0], top[1], bottom[0], bottom[1], top[2]]  # the long lists get wide boxes
+def filtered(frame: pd.DataFrame) -> pd.DataFrame:
+    """The filter row; returns the runs that pass."""
+    top, bottom = st.columns(2), st.columns(2)
+    cols = [top[0], top[1], bottom[0], bottom[1]]
     for col, (column, label) in zip(cols, FILTERS):
         options = sorted(frame[column].dropna().unique())
         chosen = state.linked(col.multiselect, label, options, default=options,
                               key=f"to-filter-{column}", param=column,
                               codec=state.choices(options))
         frame = frame[frame[column].isin(chosen)]
-    colours = ["method", "schedule", "model", "dataset", "granularity"]
-    color = state.linked(cols[-1].selectbox, "colour by", colours, key="to-color",
-                         param="colour", codec=state.choice(colours))
-    return frame, color
+    return frame
 
 
-def views(frame: pd.DataFrame, color: str) -> None:
-    frame = frame.assign(mflops=frame.get("flops", pd.Series(dtype=float)) / 1e6)
+def views(runs: list) -> None:
+    groups = compare.group_runs(runs, tradeoffs.TRADEOFF_METRICS)
+    frame = tradeoffs.tradeoff_frame(groups)
+    if frame.empty:
+        st.info("No finished run in this selection.")
+        return
     tabs = state.linked_tabs([v[0] for v in VIEWS], key="to-view", param="view")
-    for tab, (title, x, x_title, higher, pct, log, text) in zip(tabs, VIEWS):
+    for tab, (title, x, x_title, higher, log, x_errors, text) in zip(tabs, VIEWS):
         with tab:
             if x not in frame or frame[x].isna().all():
                 st.info(f"No run in this selection has {x_title.split('(')[0].strip()}; runs "
                         "started with latency measurement off have no latency.")
                 continue
-            symbol = "schedule" if color != "schedule" else "method"
-            st.plotly_chart(
-                tradeoffs.tradeoff_scatter(frame, x, "test_acc", x_title=x_title, color=color,
-                                        symbol=symbol, hover=[h for h in HOVER if h in frame],
-                                        x_higher_better=higher, x_percent=pct, log_x=log),
-                key=f"to-{x}")
-            page.caption(text)
-            front = tradeoffs.pareto_front(frame, x, "test_acc", x_higher_better=higher)
-            with st.expander(f"Runs on the Pareto front ({len(front)})"):
-                show = front[[c for c in ("label", x, "test_acc", "method", "schedule") if c in front]]
+            st.plotly_chart(tradeoffs.tradeoff_figure(frame, x, x_title=x_title,
+                                                      x_higher_better=higher, log_x=log,
+                                                      x_errors=x_errors), key=f"to-{x}")
+            sizes = sorted(set(frame["n"]))
+            seeds = (f"n = {sizes[0]}" if len(sizes) == 1 else f"n = {sizes[0]}–{sizes[-1]}")
+            page.caption(f"{text} Seeds per point: {seeds}"
+                         + (" (one seed: no spread measured, so no difference here is known "
+                            "to exceed the noise)." if sizes == [1] else "."))
+            front = compare.noise_aware_front(frame, x, "test_acc",
+                                              x_error=f"{x}_error" if x_errors else None,
+                                              y_error="test_acc_error", x_higher_better=higher)
+            with st.expander(f"Settings on the Pareto front ({len(front)})"):
+                show = front[[c for c in ("curve", "target", "n", x, "test_acc",
+                                          "test_acc_error") if c in front]]
                 st.dataframe(show, hide_index=True, width="stretch")
+    lines = report.verdict_lines(runs)
+    if lines:
+        with st.expander(f"Which differences exceed the seed spread ({len(lines)} pairs)"):
+            st.markdown("\n".join(f"- {line}" for line in lines))
+            page.caption(f"Pairs of settings that differ in one choice; neighbouring "
+                         f"sparsities only. Rule: {compare.RULE}.")
 
 
 def sweep_form() -> list[RunConfig] | None:
@@ -144,15 +167,17 @@ def sweep() -> None:
 def main() -> None:
     page.page_setup("Trade-offs", "What does sparsity cost in accuracy, and what does it buy in "
                                     "FLOPs and measured latency? Every finished run is a dot; the "
-                                    "Pareto front joins the best ones.")
+                                    "Pareto front joins the best ones, where they differ by more than the noise.")
     runs = pickers.finished_runs()
     if runs:
         frame = pickers.runs_frame(runs)
-        frame, color = filtered(frame)
+        frame["schedule"] = [schedule_of(m, s) for m, s in zip(frame["method"], frame["schedule"])]
+        frame = filtered(frame)
         if frame.empty:
             st.info("No run matches these filters; widen them above.")
         else:
-            views(frame, color)
+            kept = set(frame["id"])
+            views([r for r in runs if r.id in kept])
     else:
         st.info("No finished runs yet. Start the sweep below (the default grid trains the "
                 "default session dense and at seven sparsities up to 0.995, three seeds each) "

@@ -84,13 +84,14 @@ def ispasp_tab() -> None:
                                 param="ispasp.relative", codec=state.flag())
         frame = methods.ispasp_residual_frame(store.traces(run.id, "ispasp_residual"))
         st.plotly_chart(methods.ispasp_residual_figure(frame, relative=relative), key="ispasp-residual")
-        page.caption("How far each block's output from the kept units is from its dense output, "
-                       "for the best set of units found up to each i-SpaSP iteration (lower is "
-                       "better). Each iteration proposes a new set from the residual's gradient; "
-                       "a proposal that is worse is not kept, so a line never rises. It drops "
-                       "where a later proposal beats the first and goes flat once the search "
-                       "settles, which on a trained network takes a few iterations; a flat line "
-                       "from the start means the first proposal was already the fixed point.")
+        page.caption("How far each block's output from the kept units is from its dense output "
+                     "(lower is better), from iteration 0 (no unit kept: the whole output is "
+                     "missing, 100 %). Solid: the best set of units found so far, which the "
+                     "search keeps, so it never rises. Dotted, open markers: the set each "
+                     "iteration proposed from the residual's gradient, which may be worse; where "
+                     "the two lines coincide the proposal was the new best. The first step's "
+                     "fall is the search's main gain; a flat line after it means the search "
+                     "settled on a fixed point.")
     with right:
         st.plotly_chart(methods.ispasp_accuracy_figure(methods.ispasp_accuracy_frame(x)), key="ispasp-acc")
         page.caption("Test accuracy of the dense network, right after i-SpaSP removed units "
@@ -217,9 +218,16 @@ def unification_tab() -> None:
     cols[2].metric("Storage vs dense", "–" if total is None else f"{total['compression']:.1f}× smaller",
                    help="32 bits per dense weight against one 32-bit magnitude + one sign bit "
                         "per weight of each unified block; pruned blocks cost nothing")
-    cols[3].metric("Multiplies vs dense",
+    cols[3].metric("Multiplies vs dense (theoretical)",
                    "–" if total is None else f"{total['multiply_reduction']:.1f}× fewer",
-                   help="a unified block needs one multiply per output row it spans")
+                   help="counted, not measured: a unified block needs one multiply per output "
+                        "row it spans, on hardware that exploits the shared magnitude")
+    if s.get("latency_ms") is not None and s.get("latency_dense_ms") is not None:
+        page.caption(f"Theoretical against measured: the multiplies and storage above are "
+                     f"counted from the unified blocks. Measured on this machine, the final "
+                     f"model takes {formatting.fmt_ms(s['latency_ms'])} per batch against "
+                     f"{formatting.fmt_ms(s['latency_dense_ms'])} dense: PyTorch still runs the "
+                     f"unified weights as a dense tensor, so no multiply is actually skipped.")
 
     frame = methods.admm_frame(store.traces(run.id, "admm"))
     page.charts_side_by_side(
@@ -232,7 +240,8 @@ def unification_tab() -> None:
     if table is not None:
         st.plotly_chart(methods.storage_figure(table), key="unification-storage")
         page.caption("Per layer, after the final projection: bits to store the weights and "
-                       "multiplies per image, dense against unified-and-pruned blocks.")
+                     "multiplies per image, dense against unified-and-pruned blocks (both "
+                     "theoretical: counted from the blocks, not measured).")
         shown = table.assign(layer=table["layer"].map(short_name),
                              dense_bits=table["dense_bits"] / 1e3, unified_bits=table["unified_bits"] / 1e3)
         st.dataframe(shown, hide_index=True, width="stretch", column_config={
@@ -245,7 +254,7 @@ def unification_tab() -> None:
             "compression": st.column_config.NumberColumn("storage ×", format="%.1f×"),
             "multiply_reduction": st.column_config.NumberColumn("multiplies ×", format="%.1f×")})
         page.caption("The same per layer as numbers; × = how many times smaller / fewer than "
-                       "dense.")
+                     "dense, in theory.")
 
 
 tabs = state.linked_tabs(["i-SpaSP", "SSC", "Weight unification"], key="methods-tab",

@@ -13,11 +13,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from pruning.compare import RULE
 from pruning.export import export_run, metrics_csv
 from pruning.results import METRICS
 from pruning.store import Run
 from ui import formatting, live, page, pickers, report, state
+from pruning.methods import target_text
 from ui.charts import sparsity, training
+from ui.charts.style import schedule_of
 from ui.safe_text import md
 
 #: the history's columns: the run's identity and settings, then every ``list`` metric of
@@ -25,8 +28,9 @@ from ui.safe_text import md
 CONFIG_COLUMNS = {
     "id": "run id", "name": "name", "status": "status", "model": "model", "dataset": "dataset",
     "method": "method", "schedule": "schedule",
-    "target": st.column_config.NumberColumn("target", format="percent",
-                                            help="The sparsity asked for."),
+    "target_text": st.column_config.TextColumn(
+        "target", width="medium", help="What the method was asked to reach: a mask sparsity for the scheduled "
+                       "methods, a keep ratio or density for those that read one instead."),
 }
 
 
@@ -38,7 +42,9 @@ def history_columns() -> dict:
 IDENTITY_ROWS = {
     "status": lambda run: run.status,
     "model · dataset": lambda run: f"{run.config.model} · {run.config.dataset}",
-    "method · schedule": lambda run: f"{run.config.method} · {run.config.schedule}",
+    "method · schedule": lambda run: (f"{run.config.method} · "
+                                      f"{schedule_of(run.config.method, run.config.schedule)}"),
+    "target": lambda run: target_text(run.config),
 }
 
 
@@ -46,7 +52,7 @@ def summary_table(runs: list[Run]) -> pd.DataFrame:
     """Metrics as rows, runs as columns (the side-by-side comparison)."""
     metrics = METRICS.view("detail")
     table = {pickers.run_title(run): [row(run) for row in IDENTITY_ROWS.values()]
-             + [m.text(m.value(run.summary)) for m in metrics] for run in runs}
+             + [m.text(m.value(formatting.shown_summary(run))) for m in metrics] for run in runs}
     return pd.DataFrame(table, index=list(IDENTITY_ROWS) + [m.label for m in metrics])
 
 
@@ -64,7 +70,7 @@ def history(runs: list[Run]) -> None:
     columns = [c for c in config if c in frame and (c != "name" or frame[c].any())]
     st.dataframe(frame[columns], hide_index=True, width="stretch",
                  column_config={k: v for k, v in config.items() if k in columns})
-    st.caption(f"{len(frame)} run(s), newest first. Target = the sparsity asked for; sparsity "
+    st.caption(f"{len(frame)} run(s), newest first. Target = what the method was asked to reach (a sparsity, or its keep ratio or density); sparsity "
                "= zeros among prunable weights under the mask, or the fraction of parameters "
                "removed for methods without a mask (i-SpaSP, SSC); effective = share of all "
                "parameters removable.")
@@ -87,12 +93,19 @@ def compare(runs: list[Run]) -> None:
     st.dataframe(table, width="stretch", height=35 * (len(table) + 1) + 3)  # no inner scroll
     st.caption("The chosen runs side by side: accuracy, the three sparsities, parameters, FLOPs "
                "and measured latency.")
+    epochs = report.grouped_epochs(page.store(), chosen)
+    st.plotly_chart(training.training_curves(epochs, group="group"), key="runs-compare-curves")
+    st.caption(f"Test accuracy and sparsity over epochs; runs that differ only in their seed "
+               f"are averaged into one line with a band of ± one standard deviation "
+               f"({report.seeds_text(chosen)}). One colour per method, one dash and marker per "
+               f"schedule. Right: {training.SPARSITY_LINES}.")
+    lines = report.verdict_lines(chosen)
+    if lines:
+        st.markdown("\n".join(f"- {line}" for line in lines))
+        st.caption(f"Differences in final test accuracy in words: {RULE}.")
     labels = {r.id: pickers.run_title(r) for r in chosen}
-    epochs = pickers.epochs_frame(page.store(), [r.id for r in chosen], labels)
-    st.plotly_chart(training.training_curves(epochs), key="runs-compare-curves")
-    st.caption("Test accuracy and mask sparsity over epochs, one colour per run (dashed: each "
-               "run's target).")
-    st.plotly_chart(sparsity.sparsity_bars({labels[r.id]: r.summary for r in chosen}),
+    st.plotly_chart(sparsity.sparsity_bars({labels[r.id]: formatting.shown_summary(r)
+                                            for r in chosen}),
                     key="runs-compare-sparsity")
     st.caption("Target vs mask vs effective sparsity, and the share of parameters zero and of "
                "FLOPs skipped or removed, per run.")

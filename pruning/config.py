@@ -60,7 +60,10 @@ class Bounds:
 
 
 def _number(value: float | None) -> str:
-    """Whole numbers in full (a seed bound of 4294967295, not 4.29e+09), others short."""
+    """Whole numbers in full (a seed bound of 4294967295, not 4.29e+09), others short; an
+    open end (None) as nothing."""
+    if value is None:
+        return ""
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
         return str(int(value))
     return f"{value:g}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,6 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+    # Sweeps run in-process unless a test asks for Ray (tests/test_sweeps_ray.py): starting Ray
+    # takes seconds and processes, which the app's and the CLI's other tests do not need.
+    os.environ.setdefault("PRUNING_SWEEP_ENGINE", "local")

@@ -92,8 +92,13 @@ def test_snapshots_film_churn_and_layer_sparsity_from_the_store(tmp_path):
 
     film = mv.layer_film(snaps, "conv.weight")
     assert film.frames.shape == (3, 2, 4)
-    assert film.frames[0].sum() == 8 and film.frames[1].sum() == 6 and film.frames[2].sum() == 6
-    assert film.frames[2][0].tolist() == [1, 0, 1, 1]   # tap (0,0) regrown, tap (0,1) pruned
+    kept = lambda frame: int(((frame >= mv.KEPT)).sum())  # regrown cells are kept too
+    assert kept(film.frames[0]) == 8 and kept(film.frames[1]) == 6 and kept(film.frames[2]) == 6
+    # tap (0,0) regrown (drawn apart from kept ones), tap (0,1) pruned
+    assert film.frames[2][0].tolist() == [mv.REGROWN, mv.PRUNED, mv.KEPT, mv.KEPT]
+    assert film.regrown == (0, 0, 1)
+    assert film.sparsity == pytest.approx((0.0, 2 / 8, 2 / 8))
+    assert film.opening() == 1  # the first snapshot at half the final sparsity or more
 
     churn = mv.churn_frame(snaps)
     conv = churn[churn.layer == "conv.weight"].set_index("step")
@@ -154,7 +159,12 @@ def test_mask_film_figure_has_one_frame_per_aligned_snapshot_and_a_play_button(t
     assert len(fig.frames) == 3 and len(fig.data) == 2
     assert np.array_equal(np.asarray(fig.frames[2].data[0].z), film.frames[2])
     assert fig.layout.updatemenus[0].buttons[0].label.endswith("play")
-    assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 1
+    # three states on one scale: pruned 0, kept 1, regrown 2, each named on the colour bar
+    assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 2
+    assert list(fig.layout.coloraxis.colorbar.ticktext) == ["pruned", "kept", "regrown"]
+    colors = {c for _, c in fig.layout.coloraxis.colorscale}
+    assert len({fig.layout.coloraxis.colorscale[0][1], fig.layout.coloraxis.colorscale[1][1],
+                fig.layout.coloraxis.colorscale[-1][1]}) == 3 and len(colors) >= 3
 
 
 # ---- ASWL traces --------------------------------------------------------------------------------
@@ -190,20 +200,33 @@ def test_aswl_frames_from_stored_traces(tmp_path):
 # ---- i-SpaSP, SSC, unification, speed lab ------------------------------------------------------
 def test_ispasp_frames_from_stored_traces(tmp_path):
     store, run_id = _store_with_run(tmp_path)
-    for block, losses in (("conv1", [8.0, 2.0, 2.0]), ("fc1.weight", [0.5, 0.125, 0.125])):
-        for it, loss in enumerate(losses, start=1):
-            store.add_trace(run_id, "ispasp_residual", 5, {"block": block, "iteration": it,
-                                                           "residual": loss})
+    # conv1 as i-SpaSP records it now (‖Y_dense‖ = 8 through ``relative``, and each
+    # iteration's own candidate); fc1 as older runs did (the residual only)
+    for it, (loss, candidate) in enumerate(((8.0, 8.0), (2.0, 12.5), (2.0, 2.0)), start=1):
+        store.add_trace(run_id, "ispasp_residual", 5, {
+            "block": "conv1", "iteration": it, "residual": loss,
+            "relative": (2 * loss) ** 0.5 / 8.0, "candidate": candidate})
+    for it, loss in enumerate([0.5, 0.125, 0.125], start=1):
+        store.add_trace(run_id, "ispasp_residual", 5, {"block": "fc1.weight", "iteration": it,
+                                                       "residual": loss})
     store.add_trace(run_id, "ispasp_units", 5, {"block": "conv1", "channels": 4, "kept": 2,
                                                 "chosen": [0, 3]})
     store.add_trace(run_id, "ispasp_units", 5, {"block": "fc1.weight", "channels": 6, "kept": 3,
                                                 "chosen": [1, 2, 5]})
     frame = method_charts.ispasp_residual_frame(store.traces(run_id, "ispasp_residual"))
     conv = frame[frame.block == "conv1"]
-    assert conv["norm"].tolist() == pytest.approx([4.0, 2.0, 2.0])       # √(2L)
-    assert conv["relative"].tolist() == pytest.approx([1.0, 0.5, 0.5])   # ÷ first norm (no trace value)
+    # iteration 0: the empty support, whose residual is the whole dense output
+    assert conv["iteration"].tolist() == [0, 1, 2, 3]
+    assert conv["norm"].tolist() == pytest.approx([8.0, 4.0, 2.0, 2.0])     # √(2L)
+    assert conv["relative"].tolist() == pytest.approx([1.0, 0.5, 0.25, 0.25])
+    assert conv["candidate_relative"].tolist() == pytest.approx([1.0, 0.5, 0.625, 0.25])
+    fc = frame[frame.block == "fc1.weight"]  # no ‖Y_dense‖ recorded: no iteration 0
+    assert fc["iteration"].tolist() == [1, 2, 3]
+    assert fc["relative"].tolist() == pytest.approx([1.0, 0.5, 0.5])   # ÷ first norm
     fig = method_charts.ispasp_residual_figure(frame)
-    assert [t.name for t in fig.data] == ["conv1", "fc1"] and fig.layout.yaxis.tickformat == ".0%"
+    assert [t.name for t in fig.data] == ["conv1 best", "conv1 candidate", "fc1 best"]
+    assert fig.layout.yaxis.tickformat == ".0%"
+    assert list(fig.data[1].y) == pytest.approx([1.0, 0.5, 0.625, 0.25])  # rises and falls
 
     blocks, matrix, kept = method_charts.ispasp_units_matrix(store.traces(run_id, "ispasp_units"))
     assert blocks == ["conv1", "fc1.weight"] and matrix.shape == (2, 6)

@@ -14,16 +14,18 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from functools import partial
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pruning.compare import noise_aware_front
 from pruning.config import ConfigError, RunConfig
 from pruning.session import run_session
 from pruning.store import RunStore
 from pruning.training import Event
 from ui import forms, jobs, live, pickers
-from ui.charts import sparsity, tradeoffs, training
+from ui.charts import sparsity, training
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["app.py"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
@@ -134,7 +136,10 @@ def test_home_default_run_completes_and_appears_on_runs(empty_home, tiny_default
     no_exception(at)
     assert [s.value for s in at.success] and "finished" in at.success[0].value
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Sparsity (mask, or parameters removed)"] == "90.0%"
+    assert metrics["Sparsity"] == "90.0%"
+    # a fifth of the page holds about eight characters of a tile's value: none is cut off
+    assert all(len(v) <= 8 for v in metrics.values()), metrics
+    assert metrics["Nonzero parameters"].endswith(" k")  # thousands, not "11,818 / 99,3…"
     run_id = job.progress().run_id
     run = RunStore(empty_home).get_run(run_id)
     assert run.status == "done" and run.config == TINY
@@ -378,13 +383,15 @@ def test_cli_command_reproduces_config():
                                          "--prune-first-last --param iterations=10 --epochs 3")
 
 
-def test_pareto_front_exact():
+def test_pareto_front_exact_without_noise():
+    # with no error bars the noise-aware front the page draws is the ordinary one
+    front = partial(noise_aware_front, x_error=None, y_error=None)
     df = pd.DataFrame({"x": [0.5, 0.8, 0.9, 0.7, 0.9], "y": [0.99, 0.97, 0.90, 0.95, 0.85]})
-    assert tradeoffs.pareto_front(df, "x", "y", x_higher_better=True).index.tolist() == [0, 1, 2]
+    assert front(df, "x", "y", x_higher_better=True).index.tolist() == [0, 1, 2]
     # lower x better (FLOPs): the cheapest run is on the front, and whatever beats it in y
-    assert tradeoffs.pareto_front(df, "x", "y", x_higher_better=False).index.tolist() == [0]
+    assert front(df, "x", "y", x_higher_better=False).index.tolist() == [0]
     cost = pd.DataFrame({"x": [1.0, 2.0, 3.0, 2.5], "y": [0.5, 0.8, 0.9, 0.7]})
-    assert tradeoffs.pareto_front(cost, "x", "y", x_higher_better=False).index.tolist() == [0, 1, 2]
+    assert front(cost, "x", "y", x_higher_better=False).index.tolist() == [0, 1, 2]
 
 
 def test_sparsity_frame_side_by_side():

@@ -5,16 +5,19 @@ a link, as it would be shared with students:
 
 1. Home: the default session trains and shows its result.
 2. A schedule comparison over seeds, kept small through the Trade-offs sweep's URL parameters
-   (2 schedules × 2 seeds, 2 epochs, 90 %), then overlaid on the Schedules page by a link that
-   names the runs; a slider moved in the browser lands in the address bar, and that address
-   opened in a fresh browser context (a student's browser) shows the same value.
+   (2 schedules × 2 seeds × dense and 90 %, 2 epochs), then the 90 % runs overlaid on the
+   Schedules page by a link that names them: mean lines with ± one standard deviation bands,
+   n stated, verdicts in words. A slider moved in the browser lands in the address bar, and that
+   address opened in a fresh browser context (a student's browser) shows the same value.
 3. The mask film (Mask evolution) of the one-cycle and the iterative run, opened at a snapshot
-   by the link; the same link in a fresh context shows the same runs and layer.
-4. The trade-off curve (Trade-offs) filtered by the link.
+   by the link; the same link in a fresh context shows the same runs, layer and snapshot.
+4. The trade-off curve (Trade-offs) filtered by the link: curves over the fraction of weights
+   kept with n stated, and the dense baseline.
 5. The Speed lab, measured with the link's batch sizes and budget.
 
-Each step checks the charts (plotly elements by their keys), the captions the lesson relies on
-and that no exception is shown. Server and browser fixtures come from test_browser.
+Each step checks the charts (plotly elements by their keys, bands by their filled paths, chart
+text), the captions the lesson relies on and that no exception is shown. Server and browser
+fixtures come from test_browser.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from test_browser import CHROMIUM, browser, run_default_session, server  # noqa:
 SCHEDULES = ("one_cycle", "iterative")
 SEEDS = (0, 1)
 SWEEP = {"sweep.schedules": ",".join(SCHEDULES), "sweep.seeds": ",".join(map(str, SEEDS)),
-         "sweep.sparsities": "0.9", "sweep.epochs": "2", "sweep.latency": "false"}
+         "sweep.sparsities": "0, 0.9", "sweep.epochs": "2", "sweep.latency": "false"}
 SWEEP_TIMEOUT_S = 240
 
 
@@ -106,15 +109,16 @@ def test_a_lesson_from_default_session_to_speed_lab(server, browser):  # noqa: F
     settled(page)
     healthy(page)
     assert params_of(page.url).items() >= SWEEP.items()  # the link stays as it was
-    caption_with(page, f"{len(SCHEDULES) * len(SEEDS)} run(s) of 2 epoch(s) each")
+    caption_with(page, f"{len(SCHEDULES) * len(SEEDS) * 2} run(s) of 2 epoch(s) each")
     page.get_by_role("button", name="Start sweep").click()
     deadline = time.time() + SWEEP_TIMEOUT_S
-    while len([r for r in store.list_runs() if r.status == "done"]) < 1 + len(SCHEDULES) * len(SEEDS):
+    while len([r for r in store.list_runs() if r.status == "done"]) < 1 + len(SCHEDULES) * len(SEEDS) * 2:
         assert time.time() < deadline, "the sweep did not finish"
         assert not [r for r in store.list_runs() if r.status == "failed"]
         time.sleep(1)
     print(f"+ schedule comparison trained: {time.perf_counter() - started:.0f} s")
-    compared = [r for r in store.list_runs() if r.id != default_run.id]
+    swept = [r for r in store.list_runs() if r.id != default_run.id]
+    compared = [r for r in swept if r.config.sparsity == 0.9]
     assert sorted((r.config.schedule, r.config.seed) for r in compared) == sorted(
         (s, seed) for s in SCHEDULES for seed in SEEDS)
     page.close()
@@ -124,9 +128,13 @@ def test_a_lesson_from_default_session_to_speed_lab(server, browser):  # noqa: F
     settled(page)
     healthy(page)
     chart(page, "sch-curves")
-    chart(page, "sch-overlay-curves")
+    curves = chart(page, "sch-overlay-curves")
+    assert curves.locator("path.js-fill").count() >= len(SCHEDULES)  # a spread band per schedule
     caption_with(page, "Target sparsity each schedule asks for over training")
-    caption_with(page, "Final and best test accuracy of each overlaid run")
+    text = caption_with(page, "the band ± one standard deviation")
+    assert f"n = {len(SEEDS)} seeds per line" in text
+    caption_with(page, "Final test accuracy of each schedule over its seeds")
+    caption_with(page, "Differences between schedules in words")
     query = params_of(page.url)
     assert query["runs"] == overlay["runs"] and query["schedules"] == overlay["schedules"]
     # a choice made in the browser lands in the address bar ...
@@ -171,8 +179,11 @@ def test_a_lesson_from_default_session_to_speed_lab(server, browser):  # noqa: F
     page = open_page(browser, link(url, "Trade-offs", {"schedule": ",".join(SCHEDULES)}))
     settled(page)
     healthy(page)
-    chart(page, "to-sparsity")
-    caption_with(page, "Each dot is a finished run")
+    curve = chart(page, "to-density")
+    drawn = curve.text_content()
+    assert "fraction of weights kept" in drawn and "dense baseline (" in drawn
+    assert f"(n = {len(SEEDS)} seeds)" in drawn  # each sweep curve states its seeds
+    caption_with(page, "Each point is one setting, averaged over its seeds")
     assert params_of(page.url)["schedule"] == ",".join(SCHEDULES)
     page.close()
 

@@ -90,7 +90,6 @@ CASES = [
      "iterative"),
     ("pages/5_Trade-offs.py", "multiselect", "to-filter-method", ["magnitude"], "method",
      "magnitude"),
-    ("pages/5_Trade-offs.py", "selectbox", "to-color", "schedule", "colour", "schedule"),
     ("pages/5_Trade-offs.py", "selectbox", "to-sw-model", "mlp", "sweep.model", "mlp"),
     ("pages/5_Trade-offs.py", "number_input", "to-sw-epochs", 3, "sweep.epochs", "3"),
     ("pages/5_Trade-offs.py", "multiselect", "to-sw-schedules", ["agp", "iterative"],

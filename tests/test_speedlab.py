@@ -223,3 +223,10 @@ def test_bench_pruning_step_compares_the_two_paths_on_identical_masks():
     assert result["steps"] == 8  # 256 samples / batch 64, two epochs
     assert result["final_sparsity"] == pytest.approx(0.9, abs=1e-4)
     assert result["per_step_ms"] > 0 and result["full_ranking_ms"] > 0
+
+
+def test_physical_explanation_of_an_unstructured_run_claims_no_speed_up():
+    # nothing removed (FLOPs ratio 1.00): the "physical" form is the dense model
+    text = _explain_physical(1.0, 1.04, 64, "channels_first", torch.device("cpu"))
+    assert "speed-up is real" not in text and "fewer FLOPs" not in text
+    assert "no whole channel" in text and "noise" in text

@@ -3,8 +3,10 @@
 This is the engine; it imports no Streamlit (``ui.live`` draws jobs and keeps the one
 ``JobManager`` of a server process). Why threads: Streamlit runs a page's script to completion
 before the browser sees anything, so a run trained inside the script would freeze the page (and
-its Stop button). Instead a page starts a ``Job`` once, when a button is pressed; the job calls
-``pruning.session.run_session`` in a ``threading.Thread(daemon=True)`` with
+its Stop button). Instead a page starts a ``Job`` once, when a button is pressed; the job runs
+its configs through ``pruning.sweeps.run_sweep`` in a ``threading.Thread(daemon=True)`` (a sweep
+trains each run as a Ray task and this process writes the store; a single run calls
+``pruning.session.run_session`` in the thread itself) with
 
 - ``should_stop`` = the job's ``should_stop``: true once Stop was pressed, the job ran past the
   server's time limit, or the visitor who started it has left (the run ends cleanly within one
@@ -131,8 +133,9 @@ class JobProgress:
     phase: str = "preparing"       # the library's phase name (train, prune, finetune, measure …)
     step: int = 0
     total: int = 0
-    within: float = 0.0            # progress of the current config, never going back
-    index: int = 0                 # 1-based number of the config now training (sweeps)
+    within: float = 0.0            # progress of the configs training now, summed (on Ray several
+                                   # train at once); each config's never goes back
+    index: int = 0                 # configs ended + 1: the 1-based number of the next to end
     count: int = 1                 # how many configs the job trains
     metrics: dict = field(default_factory=dict)   # the latest event's metrics
     last_epoch: dict = field(default_factory=dict)  # the latest epoch_end metrics
@@ -194,6 +197,8 @@ class Job:
         self._clock = clock
         self._runner = runner
         self._lock = threading.Lock()
+        self._within: dict[int, float] = {}  # progress of each config training now
+        self._errors: list[str] = []         # one line per config that failed
         self._stop = threading.Event()
         self._started_at = clock()
         self._next_presence_check = self._started_at
@@ -256,20 +261,24 @@ class Job:
         with self._lock:
             self._progress = replace(self._progress, **changes)
 
-    def _on_event(self, event: Event) -> None:
+    def _on_event(self, index: int, event: Event) -> None:
+        """An event of config ``index`` (several train at once on Ray): the bar adds up each
+        running config's progress, and never goes back within one config."""
         metrics = dict(event.metrics)
         if event.phase == "created":  # a run row now exists: the live panel can follow it
             with self._lock:
+                self._within[index] = 0.0
                 self._progress = replace(self._progress,
                                          run_ids=self._progress.run_ids + (metrics["run_id"],))
             return
         changes: dict[str, Any] = {"phase": event.phase, "step": event.step, "total": event.total,
                                    "metrics": metrics}
-        if event.total > 0:
-            # phases after training (e.g. "measure", step 0 of 1) must not move the bar back
-            with self._lock:
-                changes["within"] = max(self._progress.within,
-                                        min(1.0, event.step / event.total))
+        with self._lock:
+            if event.total > 0:
+                # phases after training (e.g. "measure", step 0 of 1) must not move the bar back
+                self._within[index] = max(self._within.get(index, 0.0),
+                                          min(1.0, event.step / event.total))
+                changes["within"] = sum(self._within.values())
         if metrics.get("epoch_end"):
             changes["last_epoch"] = metrics
         # a phase's own note (e.g. "measuring FLOPs and latency"), cleared by the next event
@@ -286,41 +295,22 @@ class Job:
     def _train_all(self) -> None:
         import torch
 
-        from pruning.session import run_session
+        from pruning.sweeps import default_engine, run_sweep
 
-        runner = self._runner or run_session
-        # Process-wide setting (see the module docstring); every job sets the same value.
+        # Process-wide setting (see the module docstring); every job sets the same value. Runs
+        # on Ray set their own, one thread per core they were given.
         torch.set_num_threads(self.threads)
-        statuses: list[str] = []
-        errors: list[str] = []
-        for index, (config, name) in enumerate(zip(self.configs, self.names), start=1):
-            if self.should_stop():
-                break
-            self._update(index=index, phase="preparing", step=0, total=0, within=0.0, metrics={},
-                         last_epoch={}, message=f"preparing run {index} of {len(self.configs)}")
-            try:
-                run = runner(config, self.store, on_event=self._on_event,
-                             should_stop=self.should_stop, name=name,
-                             measure_latency=self.measure_latency)
-            except ConfigError as exc:  # e.g. dataset files missing: nothing was written
-                errors.append(str(exc))
-                statuses.append("failed")
-                self._update(statuses=tuple(statuses))
-                continue
-            except Exception as exc:  # the library records failed runs itself; this is a bug
-                errors.append(f"{type(exc).__name__}: {exc}")
-                statuses.append("failed")
-                self._update(statuses=tuple(statuses))
-                continue
-            statuses.append(run.status)
-            reason = self.progress().stop_reason
-            if run.status == "stopped" and reason and run.error != reason:
-                # the session records every stop as the user's; say what really ended it
-                self.store.finish_run(run.id, "stopped", run.summary, error=reason)
-            if run.status == "failed" and run.error:
-                errors.append(run.error.splitlines()[0])
-            self._update(statuses=tuple(statuses))
-        if self._stop.is_set():
+        engine = default_engine() if self._progress.kind == "sweep" and not self._runner \
+            else "local"
+        self._update(index=1, message=f"preparing run 1 of {len(self.configs)}")
+        outcome = run_sweep(self.configs, self.store, names=self.names, engine=engine,
+                            on_event=self._on_event, on_run_end=self._on_run_end,
+                            should_stop=self.should_stop, measure_latency=self.measure_latency,
+                            runner=self._runner, keep_ray=True)
+        statuses = self.progress().statuses
+        if outcome.aborted:
+            status = "failed"
+        elif self._stop.is_set():
             status = "stopped"
         elif statuses and all(s == "failed" for s in statuses):
             status = "failed"
@@ -328,10 +318,36 @@ class Job:
             status = "done"
         message = {"done": "finished", "stopped": self.progress().stop_reason or "stopped",
                    "failed": "failed"}[status]
+        errors = ([outcome.aborted] if outcome.aborted else []) + self._errors
         if errors and status != "failed":
-            message += f" ({len(errors)} of {len(self.configs)} runs failed)"
+            message += f" ({len(self._errors)} of {len(self.configs)} runs failed)"
+        if outcome.note:
+            message += f"; {outcome.note}"
         self._update(status=status, finished=time.time(), message=message,
                      error=errors[0] if errors else None)
+
+    def _on_run_end(self, index: int, run: Any, error: str | None) -> None:
+        """One config ended (``run`` None when it was refused before a run existed)."""
+        if run is not None:
+            reason = self.progress().stop_reason
+            if run.status == "stopped" and reason and run.error != reason:
+                # the session records every stop as the user's; say what really ended it
+                self.store.finish_run(run.id, "stopped", run.summary, error=reason)
+            if run.status == "failed" and run.error:
+                error = run.error.splitlines()[0]
+        if error:
+            self._errors.append(error)
+        with self._lock:
+            self._within.pop(index, None)
+            p = self._progress
+            ended = len(p.statuses) + 1
+            changes: dict[str, Any] = {}
+            if not self._within and ended < p.count:  # nothing trains now: the next prepares
+                changes = dict(phase="preparing", step=0, total=0, metrics={}, last_epoch={},
+                               message=f"preparing run {ended + 1} of {p.count}")
+            self._progress = replace(
+                p, statuses=p.statuses + (run.status if run is not None else "failed",),
+                index=min(ended + 1, p.count), within=sum(self._within.values()), **changes)
 
 
 class JobManager:

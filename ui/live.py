@@ -25,7 +25,7 @@ import streamlit as st
 from pruning.config import ConfigError, RunConfig
 from pruning.store import RunStore
 from ui import page, state
-from ui.charts.training import training_curves
+from ui.charts.training import SPARSITY_LINES, training_curves
 from ui.formatting import fmt_pct
 from ui.jobs import Job, JobLimits, JobManager, JobProgress, check_config
 from ui.safe_text import md
@@ -177,7 +177,7 @@ def _live_curves(p: JobProgress, store: RunStore, key: str) -> None:
     st.plotly_chart(training_curves(frame), key=f"{key}-live")
     st.caption("Test accuracy (left) and sparsity (right) after each epoch of the run"
                + (" in progress" if p.running else "")
-               + ": dashed = the schedule's target, solid = the mask's actual sparsity.")
+               + f": {SPARSITY_LINES}.")
 
 
 def running_jobs(*, key: str = "running") -> None:

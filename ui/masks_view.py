@@ -153,25 +153,51 @@ def load_snapshots(store: RunStore, run_id: str) -> list[Snapshot]:
     return snapshots
 
 
+#: cell values of a film's frames: 0 pruned … 1 kept (a tile's kept fraction in between);
+#: above 1 a kept cell that was pruned at an earlier snapshot (regrown): 1 + the regrown share
+PRUNED, KEPT, REGROWN = 0.0, 1.0, 2.0
+
+
 @dataclass(frozen=True)
 class LayerFilm:
-    """One layer's heatmaps over a run's snapshots: ``frames`` is (snapshots, rows, cols)."""
+    """One layer's heatmaps over a run's snapshots: ``frames`` is (snapshots, rows, cols) with
+    the values above; ``sparsity`` and ``regrown`` (entries kept again after being pruned at
+    an earlier snapshot) per snapshot, counted at full resolution."""
     picture: LayerPicture
     steps: tuple[int, ...]
     epochs: tuple[float, ...]
     frames: np.ndarray
+    sparsity: tuple[float, ...] = ()
+    regrown: tuple[int, ...] = ()
+
+    def opening(self) -> int:
+        """The first snapshot whose sparsity reaches half the final one: a telling first
+        picture (the very first snapshot is often still nearly solid)."""
+        if not self.sparsity:
+            return 0
+        half = self.sparsity[-1] / 2
+        return next(i for i, s in enumerate(self.sparsity) if s >= half)
 
 
 def layer_film(snapshots: Sequence[Snapshot], layer: str, max_side: int = MAX_SIDE) -> LayerFilm:
-    """Heatmaps of ``layer`` at every snapshot (all drawn with the same tiling)."""
+    """Heatmaps of ``layer`` at every snapshot (all drawn with the same tiling), regrown
+    entries marked apart from kept and pruned ones."""
     if not snapshots:
         raise ValueError("no snapshots to draw")
-    frames, picture = [], None
+    frames, sparsity, regrown_counts, picture = [], [], [], None
+    ever_pruned: np.ndarray | None = None
     for snap in snapshots:
-        picture, matrix = layer_picture(layer, snap.mask[layer], max_side)
-        frames.append(matrix)
+        kept = mask_matrix(snap.mask[layer]) > 0.5
+        regrown = kept & ever_pruned if ever_pruned is not None else np.zeros_like(kept)
+        ever_pruned = ~kept if ever_pruned is None else (ever_pruned | ~kept)
+        picture, kept_share = layer_picture(layer, snap.mask[layer], max_side)
+        regrown_share, _ = downsample(regrown.astype(np.float32), max_side)
+        frames.append(np.where(regrown_share > 0, KEPT + regrown_share, kept_share))
+        sparsity.append(float(1.0 - kept.mean()) if kept.size else 0.0)
+        regrown_counts.append(int(regrown.sum()))
     return LayerFilm(picture=picture, steps=tuple(s.step for s in snapshots),
-                     epochs=tuple(s.epoch for s in snapshots), frames=np.stack(frames))
+                     epochs=tuple(s.epoch for s in snapshots), frames=np.stack(frames),
+                     sparsity=tuple(sparsity), regrown=tuple(regrown_counts))
 
 
 def layer_sparsity_frame(snapshots: Iterable[Snapshot]) -> pd.DataFrame:

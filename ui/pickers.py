@@ -12,12 +12,13 @@ import streamlit as st
 
 from pruning.results import METRICS
 from pruning.store import Run, RunStore
-from ui import page, state
+from ui import formatting, page, state
+from ui.charts.style import schedule_of
 
 
 def run_title(run: Run) -> str:
     """A short label for pickers and legends: the run's name/label plus its id's tail."""
-    return f"{run.label()} · {run.id[-6:]}"
+    return f"{formatting.run_label(run)} · {run.id[-6:]}"
 
 
 RUN_COLUMNS = ("id", "label", "status", "created", "model", "dataset", "method", "schedule",
@@ -31,7 +32,9 @@ def runs_frame(runs: Sequence[Run], titles: bool = True) -> pd.DataFrame:
         c = run.config
         row = {"id": run.id, "label": run_title(run) if titles else run.label(),
                "status": run.status, "created": run.created, "model": c.model,
-               "dataset": c.dataset, "method": c.method, "schedule": c.schedule,
+               "dataset": c.dataset, "method": c.method,
+               "schedule": schedule_of(c.method, c.schedule),
+               "target_text": formatting.short_target(c),
                "granularity": c.granularity, "scope": c.scope, "target": c.sparsity,
                "seed": c.seed, "epochs": c.epochs}
         for metric in METRICS:  # derived ones too (the headline "sparsity")

@@ -6,7 +6,8 @@ snip, grasp, synflow, taylor; see ``criteria.py`` and ``scheduled.py``) and the 
 """
 from __future__ import annotations
 
-from pruning.methods.base import METHODS, method_config  # noqa: F401
+from pruning.methods.base import (METHODS, method_config, reads_target_sparsity,  # noqa: F401
+                                  target_text)
 
 
 def build_method(config):

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -56,7 +56,8 @@ from torch.nn.utils import parametrize
 
 from pruning.masks import Mask, prunable_layers
 from pruning.methods.allocation import global_magnitude_allocation, uniform_allocation
-from pruning.methods.base import METHODS, Method, MethodResult
+from pruning.config import Bounds, setting
+from pruning.methods.base import METHODS, Method, MethodResult, percent
 from pruning.results import TraceKind
 from pruning.training import TrainHooks, fit
 
@@ -90,13 +91,30 @@ DESCRIPTION = (
 class AswlConfig:
     # λ, weight of the density regulariser. The original code uses 5 with d = 0; with d = the
     # user's target, 40 lands within a point of it on digits (20 stops about a point short).
-    lam: float = 40.0
-    gamma: float = 1.0           # γ, pruning factor in p_l = (1 − a_l)^γ
-    attention_lr: float = 0.001  # learning rate of the attentions' SGD, the authors' default
-    attention_momentum: float = 0.9  # the authors' SGD momentum
-    first_last: bool = True      # attentions on the first and last layer too, as the authors do
-    target_mode: str = "user"    # user: d = 1 − target sparsity; paper: d = 0 (original code)
-    record_every: int = 0        # steps between "aswl" trace points; 0 = about 50 per run
+    lam: float = setting(40.0, label="λ (density regulariser weight)",
+                         help="how hard the loss pulls the network's density toward d; larger "
+                              "reaches the target sooner at some cost in accuracy",
+                         bounds=Bounds(0, None), step=1.0)
+    gamma: float = setting(1.0, label="γ (pruning factor)",
+                           help="exponent in p_l = (1 − a_l)^γ: larger γ prunes every layer less "
+                                "for the same attention", bounds=Bounds(0, None, low_open=True),
+                           step=0.1)
+    attention_lr: float = setting(0.001, label="attention learning rate",
+                                  help="SGD step of the layer attentions a_l (the authors' 0.001)",
+                                  bounds=Bounds(0, None, low_open=True), fmt="%.4g")
+    attention_momentum: float = setting(0.9, label="attention momentum",
+                                        help="SGD momentum of the attentions (the authors' 0.9)",
+                                        bounds=Bounds(0, 1, high_open=True), step=0.05)
+    first_last: bool = setting(True, label="attentions on first and last layer",
+                               help="learn an attention for the first and last layer too, as "
+                                    "the authors do")
+    target_mode: Literal["user", "paper"] = setting(
+        "user", label="target density d",
+        help="what the regulariser pulls the density toward",
+        labels={"user": "1 − the run's target sparsity", "paper": "0, as the original code"})
+    record_every: int = setting(0, label="trace every (steps)",
+                                help="optimizer steps between recorded attention points; 0 = "
+                                     "about 50 per run", bounds=Bounds(0, None), step=1)
 
     def __post_init__(self):
         if self.lam < 0:
@@ -290,6 +308,16 @@ class AswlExtras:
 
 @METHODS.register("aswl", config=AswlConfig, description=DESCRIPTION)
 class AswlMethod(Method):
+    @classmethod
+    def reads_target_sparsity(cls, config, method_config) -> bool:
+        return method_config.target_mode != "paper"
+
+    @classmethod
+    def target_text(cls, config, method_config) -> str:
+        if method_config.target_mode == "paper":  # d = 0: the regulariser pulls to empty
+            return f"no target: density pulled toward 0 (λ = {method_config.lam:g})"
+        return f"{percent(config.sparsity)} target sparsity"
+
     description = DESCRIPTION
     extras = AswlExtras
     traces = (ASWL, ASWL_FINAL)

@@ -25,6 +25,12 @@ from pruning.masks import Mask
 from pruning.registry import Registry, build_config
 from pruning.results import TraceKind
 
+def percent(fraction: float) -> str:
+    """0.995 → "99.5%", 0.9 → "90%": as many digits as the setting has (a target of 0.995
+    must not read "100%")."""
+    return f"{100 * fraction:.4g}%"
+
+
 METHODS: Registry[type] = Registry("method")
 """Registered method classes (filled when ``pruning.methods`` imports its modules)."""
 
@@ -65,6 +71,18 @@ class Method(ABC):
         """Refuse (ConfigError naming the fix) a setup this method cannot run, before anything
         is written; the default accepts every valid config."""
 
+    @classmethod
+    def reads_target_sparsity(cls, config: RunConfig, method_config: Any) -> bool:
+        """Whether the run's target sparsity is what this method aimed at (i-SpaSP aims at a
+        keep ratio instead; SSC at its density setting when one is given)."""
+        return True
+
+    @classmethod
+    def target_text(cls, config: RunConfig, method_config: Any) -> str:
+        """What this method was asked to reach, in its own terms (a mask sparsity for the
+        scheduled criteria; a keep ratio or density for methods that read those instead)."""
+        return f"{percent(config.sparsity)} target sparsity"
+
     def __init__(self, config: RunConfig, method_config: Any):
         self.config = config
         self.method_config = method_config
@@ -72,3 +90,23 @@ class Method(ABC):
     @abstractmethod
     def run(self, model: nn.Module, ctx) -> MethodResult:
         """Train/prune ``model`` under ``ctx`` (a pruning.training.RunContext)."""
+
+
+def target_text(config: RunConfig) -> str:
+    """The run's real target in words (``Method.target_text`` of its method): e.g. "90 % target
+    sparsity" for magnitude, "keep ratio 0.3 of each block's units" for i-SpaSP, which ignores
+    the target sparsity."""
+    try:
+        cls = METHODS.get(config.method)
+        return cls.target_text(config, method_config(config))
+    except (KeyError, ValueError):  # a method or settings this version no longer has
+        return f"{percent(config.sparsity)} target sparsity"
+
+
+def reads_target_sparsity(config: RunConfig) -> bool:
+    """Whether ``config.sparsity`` is what the run's method aimed at (charts then show it)."""
+    try:
+        cls = METHODS.get(config.method)
+        return cls.reads_target_sparsity(config, method_config(config))
+    except (KeyError, ValueError):
+        return True

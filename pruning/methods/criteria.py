@@ -110,9 +110,11 @@ def _register(name: str, *, expensive: bool, description: str, config: type | No
 
 @dataclass(frozen=True)
 class GraspConfig:
-    temperature: float = 200.0   # logits are divided by this before the loss (paper: T = 200)
+    temperature: float = setting(200.0, label="temperature T",
+                                 help="logits are divided by T before the loss (paper: 200)",
+                                 bounds=Bounds(0, None, low_open=True), step=10.0)
     samples_per_class: int = setting(  # bounded: the scoring batch grows with it
-        10, help="at most this many examples of each class are taken from the batch",
+        10, label="samples per class", help="at most this many examples of each class are taken from the batch",
         bounds=Bounds(1, 1000))
 
     def __post_init__(self):
@@ -125,7 +127,7 @@ class GraspConfig:
 @dataclass(frozen=True)
 class SynflowConfig:
     iterations: int = setting(  # bounded: each iteration is a forward and backward pass
-        100, help="geometric pruning steps per call (paper: 100)", bounds=Bounds(1, 1000))
+        100, label="iterations", help="geometric pruning steps per call (paper: 100)", bounds=Bounds(1, 1000))
 
     def __post_init__(self):
         if self.iterations < 1:
@@ -136,7 +138,7 @@ class SynflowConfig:
 class TaylorConfig:
     # Training mini-batches whose (g ⊙ w)² are summed (Molchanov et al. 2019 accumulate over
     # the mini-batches between pruning steps); the scheduled pruner hands over the last ones.
-    batches: int = setting(4, help="training mini-batches whose (g·w)² are summed",
+    batches: int = setting(4, label="batches", help="training mini-batches whose (g·w)² are summed",
                            bounds=Bounds(1, 1000))
 
     def __post_init__(self):

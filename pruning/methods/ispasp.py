@@ -89,14 +89,24 @@ MERGE_ELEMENTS = 1 << 24
 
 @dataclass(frozen=True)
 class IspaspConfig:
-    keep_ratio: float = 0.3            # s = floor(keep_ratio · C) units kept per block (2s < C)
-    iterations: int = setting(20, help="T, i-SpaSP iterations per block",  # bounded: work
-                              bounds=Bounds(1, 1000))
-    pruning_batches: int = setting(5, help="batches (of the run's batch size) in the pruning "
-                                   "set", bounds=Bounds(1, 1000))
-    pretrain_fraction: float = 0.6     # share of the epochs trained dense before pruning
-    finetune_fraction: float = 0.4     # share of the epochs fine-tuning the pruned network
-    finetune_per_block_steps: int = setting(0, help="optimizer steps after each block (0 = off)",
+    # s = floor(keep_ratio · C) units kept per block (2s < C)
+    keep_ratio: float = setting(0.3, label="keep ratio",
+                                help="fraction of each block's hidden units (channels) kept: "
+                                     "i-SpaSP's target, in place of the run's target sparsity",
+                                bounds=Bounds(0, 1, low_open=True), step=0.05)
+    iterations: int = setting(20, label="iterations T",  # bounded: work
+                              help="i-SpaSP iterations per block", bounds=Bounds(1, 1000))
+    pruning_batches: int = setting(5, label="pruning batches",
+                                   help="batches (of the run's batch size) in the pruning set",
+                                   bounds=Bounds(1, 1000))
+    pretrain_fraction: float = setting(0.6, label="dense pre-training (share of epochs)",
+                                       help="share of the epochs trained dense before pruning",
+                                       bounds=Bounds(0, 1), step=0.05)
+    finetune_fraction: float = setting(0.4, label="fine-tuning (share of epochs)",
+                                       help="share of the epochs fine-tuning the pruned network",
+                                       bounds=Bounds(0, 1), step=0.05)
+    finetune_per_block_steps: int = setting(0, label="fine-tuning steps per block",
+                                            help="optimizer steps after each block (0 = off)",
                                             bounds=Bounds(0, 100_000))
 
     def __post_init__(self):
@@ -445,6 +455,14 @@ class IspaspExtras:
 
 @METHODS.register("ispasp", config=IspaspConfig, description=DESCRIPTION)
 class Ispasp(Method):
+    @classmethod
+    def reads_target_sparsity(cls, config, method_config) -> bool:
+        return False
+
+    @classmethod
+    def target_text(cls, config, method_config) -> str:  # the target sparsity is not read
+        return f"keep ratio {method_config.keep_ratio:g} of each block's units"
+
     extras = IspaspExtras
     traces = (ISPASP_RESIDUAL, ISPASP_UNITS)
     description = DESCRIPTION

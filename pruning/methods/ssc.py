@@ -52,15 +52,15 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pruning.config import ConfigError, RunConfig
+from pruning.config import Bounds, ConfigError, RunConfig, setting
 from pruning.masks import prunable_layers, prunable_parameters
-from pruning.methods.base import METHODS, Method, MethodResult, method_config
+from pruning.methods.base import METHODS, Method, MethodResult, method_config, percent
 from pruning.metrics.sparsity import param_counts
 from pruning.results import TraceKind
 from pruning.training import fit
@@ -603,11 +603,21 @@ class SscExtras:
 
 @dataclass(frozen=True)
 class SscConfig:
-    density: float = 0.0          # weights kept in the replaced convs; 0 = 1 − target sparsity
-    layout: str = "shifted"       # shifted (HetConv, (c − f) mod P) | blocked (PyTorch groups)
-    period_full: int = -1         # -1 = chosen per layer from the density; >= 0: fixed P_k
-    period_pointwise: int = 1     # fixed P_p (with period_full >= 0); 0 = no pointwise kernels
-    include_stem: bool = False    # also replace the first conv
+    density: float = setting(0.0, label="density",
+                             help="weights kept in the replaced convolutions; 0 = 1 − the run's "
+                                  "target sparsity", bounds=Bounds(0, 1), step=0.05)
+    layout: Literal["shifted", "blocked"] = setting(
+        "shifted", label="kernel layout", help="where each filter's full kernels sit",
+        labels={"shifted": "shifted (HetConv, (c − f) mod P)",
+                "blocked": "blocked (PyTorch groups)"})
+    period_full: int = setting(-1, label="full-kernel period P_k",
+                               help="-1 = chosen per layer from the density; >= 0: fixed P_k",
+                               bounds=Bounds(-1, None))
+    period_pointwise: int = setting(1, label="pointwise period P_p",
+                                    help="fixed P_p (with a fixed P_k); 0 = no pointwise kernels",
+                                    bounds=Bounds(0, None))
+    include_stem: bool = setting(False, label="replace the first convolution too",
+                                 help="also replace the stem convolution")
 
     def __post_init__(self):
         if not 0.0 <= self.density <= 1.0:
@@ -643,6 +653,16 @@ def convert(model: nn.Module, cfg: SscConfig, config: RunConfig) -> nn.Module:
 
 @METHODS.register("ssc", config=SscConfig, description=DESCRIPTION)
 class Ssc(Method):
+    @classmethod
+    def reads_target_sparsity(cls, config, method_config) -> bool:
+        return method_config.density <= 0
+
+    @classmethod
+    def target_text(cls, config, method_config) -> str:
+        if method_config.density > 0:  # the density setting overrides the target sparsity
+            return f"density {method_config.density:g} of the replaced convolutions"
+        return f"density {1.0 - config.sparsity:g} (1 − {percent(config.sparsity)} target)"
+
     description = DESCRIPTION
     changes_architecture = True
     extras = SscExtras

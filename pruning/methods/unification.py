@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
@@ -42,7 +42,7 @@ from torch.nn.utils import parametrize
 
 from pruning.config import Bounds, setting
 from pruning.masks import Mask, prunable_layers
-from pruning.methods.base import METHODS, Method, MethodResult
+from pruning.methods.base import METHODS, Method, MethodResult, percent
 from pruning.results import TraceKind
 from pruning.training import TrainHooks, fit
 
@@ -69,14 +69,24 @@ DESCRIPTION = (
 
 @dataclass(frozen=True)
 class UnificationConfig:
-    block: tuple = (1, 4)        # (output channels, input channels) per micro-block
-    rho: float = 0.5             # ADMM penalty weight ρ (on the summed, not averaged, squares)
-    admm_fraction: float = 0.7   # share of the epochs spent in the ADMM phase; the rest fine-tunes
+    block: tuple = setting((1, 4), label="micro-block (out × in channels)",
+                           help="output × input channels of the weight blocks that are unified "
+                                "or pruned together, e.g. 1x4")
+    rho: float = setting(0.5, label="ρ (ADMM penalty weight)",
+                         help="weight of ‖W − Z + U‖² (summed, not averaged, squares)",
+                         bounds=Bounds(0, None, low_open=True), step=0.1)
+    admm_fraction: float = setting(0.7, label="ADMM phase (share of epochs)",
+                                   help="share of the epochs spent in the ADMM phase; the rest "
+                                        "fine-tunes", bounds=Bounds(0, 1, low_open=True),
+                                   step=0.05)
     # Z/U updates in the ADMM phase; 0 = one per epoch. With Adam, rounds of only a few steps
     # let U grow faster than W can follow and ‖W − Z‖ stops falling.
-    admm_rounds: int = setting(0, help="Z/U updates in the ADMM phase; 0 = one per epoch",
+    admm_rounds: int = setting(0, label="ADMM rounds",
+                               help="Z/U updates in the ADMM phase; 0 = one per epoch",
                                bounds=Bounds(0, 100_000))
-    scope: str = "layerwise"     # which blocks are pruned: smallest norms per layer or over all
+    scope: Literal["layerwise", "global"] = setting(
+        "layerwise", label="block scope", help="where the smallest-norm blocks are chosen",
+        labels={"layerwise": "per layer", "global": "over all layers"})
 
     def __post_init__(self):
         if len(self.block) != 2 or min(self.block) < 1:
@@ -378,6 +388,11 @@ class UnificationExtras:
 
 @METHODS.register("unification", config=UnificationConfig, description=DESCRIPTION)
 class UnificationMethod(Method):
+    @classmethod
+    def target_text(cls, config, method_config) -> str:
+        rows, cols = method_config.block
+        return f"{percent(config.sparsity)} of the {rows}×{cols} weight blocks"
+
     extras = UnificationExtras
     traces = (ADMM, UNIFICATION_STORAGE)
     description = DESCRIPTION

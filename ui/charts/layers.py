@@ -65,6 +65,35 @@ def aswl_lines_figure(frame: pd.DataFrame, value: str) -> go.Figure:
     return style(fig, legend_title="layer")
 
 
+def attention_story(frame: pd.DataFrame, floor: float = 0.01, still: float = 0.02) -> str:
+    """What each layer's attention actually did in this run, in words, read from the trace
+    (so the caption never says "up" where the lines go down): which fell to the floor, which
+    fell, which rose, which barely moved, and which came back up after a low."""
+    if frame.empty:
+        return ""
+    moves: dict[str, list[str]] = {"fell to the floor": [], "fell": [], "rose": [],
+                                   "barely moved": []}
+    recovered = []
+    for layer, g in frame.sort_values("step").groupby("layer", sort=False):
+        first, last, low = g["attention"].iloc[0], g["attention"].iloc[-1], g["attention"].min()
+        name = short_name(layer)
+        if abs(last - first) <= still and low >= first - still:
+            moves["barely moved"].append(f"{name} ({last:.2f})")
+        elif last > first:
+            moves["rose"].append(f"{name} (to {last:.2f})")
+        elif last <= floor * 1.5:
+            moves["fell to the floor"].append(name)
+        else:
+            moves["fell"].append(f"{name} (to {last:.2f})")
+        if low <= floor * 1.5 and last > low + 0.05:
+            recovered.append(f"{name} (from {low:.2f} back to {last:.2f})")
+    parts = [f"{', '.join(names)} {verb}" for verb, names in moves.items() if names]
+    text = "In this run, from 0.5: " + "; ".join(parts) + "."
+    if recovered:
+        text += " Pulled back up after a low: " + ", ".join(recovered) + "."
+    return text
+
+
 def overlapping_layers(frame: pd.DataFrame, value: str, tol: float = 1e-6) -> list[list[str]]:
     """Groups (2+) of layers whose ``value`` series are equal at every step: their lines hide
     each other in the chart, so the page says which ones are drawn on top of each other."""
@@ -108,7 +137,7 @@ def allocation_figure(frame: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     colors = {"ASWL (learned)": "#1f3b73", "uniform": "#999999", "global magnitude": "#e69f00"}
     for allocation, group in frame.groupby("allocation", sort=False):
-        labels = [f"{short_name(l)}<br>({s:,} w)" for l, s in zip(group["layer"], group["size"])]
+        labels = [f"{short_name(l)} ({s:,} w)" for l, s in zip(group["layer"], group["size"])]
         fig.add_trace(go.Bar(x=labels, y=group["ratio"], name=allocation,
                              marker_color=colors.get(allocation),
                              hovertemplate="%{x}: %{y:.1%} pruned<extra>%{fullData.name}</extra>"))

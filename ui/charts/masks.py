@@ -12,25 +12,35 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.charts.style import MASK_COLORSCALE, color_map, empty_figure, percent_axis, short_name, style
+from ui.charts.style import (MASK_PRUNED, MASK_KEPT, MASK_REGROWN, color_map, empty_figure,
+                             percent_axis, short_name, style)
 from ui.masks_view import LayerFilm
 from ui.safe_text import html
 
 
+#: 0 pruned (pale) … 1 kept (dark), then regrown entries (1, 2] in orange: three states apart
+FILM_COLORSCALE = [[0.0, MASK_PRUNED], [0.5, MASK_KEPT], [0.5001, "#f6c48a"],
+                   [1.0, MASK_REGROWN]]
+
+
 def _heatmap(frame: np.ndarray, showscale: bool, coloraxis: str = "coloraxis") -> go.Heatmap:
     rows, cols = frame.shape
-    return go.Heatmap(z=frame, coloraxis=coloraxis, showscale=showscale,
-                      hovertemplate="row %{y}, column %{x}<br>kept %{z:.0%}<extra></extra>",
+    state = np.where(frame > 1.0, "regrown (pruned earlier, kept again)",
+                     np.where(frame >= 1.0, "kept", np.where(frame <= 0.0, "pruned", "partly kept")))
+    return go.Heatmap(z=frame, coloraxis=coloraxis, showscale=showscale, text=state,
+                      hovertemplate="row %{y}, column %{x}: %{text}<extra></extra>",
                       x=np.arange(cols), y=np.arange(rows))
 
 
 def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
                      alignment: Sequence[tuple[int, ...]] | None = None,
-                     height: int = 560) -> go.Figure:
-    """One layer's mask over training, one heatmap per run side by side, with a play button.
+                     height: int = 560, start: int = 0) -> go.Figure:
+    """One layer's mask over training, one heatmap per run side by side, with a play button:
+    pruned pale, kept dark, regrown (kept again after being pruned) orange.
 
     ``alignment``: for each animation frame, the snapshot index shown for each film (see
     ``masks_view.progress_alignment``); by default frame i shows snapshot i of every film.
+    ``start``: the animation frame shown first (``masks_view.LayerFilm.opening``).
     """
     if not films:
         return empty_figure("no mask snapshots", height=220)
@@ -39,7 +49,8 @@ def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
         alignment = [tuple(i for _ in films) for i in range(count)]
     fig = make_subplots(rows=1, cols=len(films), subplot_titles=[html(t) for t, _ in films],
                         horizontal_spacing=0.08)
-    first = alignment[0]
+    start = min(max(start, 0), len(alignment) - 1)
+    first = alignment[start]
     for col, ((_, film), index) in enumerate(zip(films, first), start=1):
         fig.add_trace(_heatmap(film.frames[index], showscale=col == 1), row=1, col=col)
         x_title, y_title = film.picture.axis_titles()
@@ -61,8 +72,9 @@ def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
     fig.frames = frames
     prefix = "epoch " if len(films) == 1 else "epoch (left run) "
     fig.update_layout(
-        coloraxis=dict(colorscale=MASK_COLORSCALE, cmin=0.0, cmax=1.0,
-                       colorbar=dict(title="kept", tickformat=".0%", len=0.8)),
+        coloraxis=dict(colorscale=FILM_COLORSCALE, cmin=0.0, cmax=2.0,
+                       colorbar=dict(title="weight", tickvals=[0.0, 1.0, 2.0],
+                                     ticktext=["pruned", "kept", "regrown"], len=0.8)),
         updatemenus=[{
             "type": "buttons", "direction": "left", "x": 0.0, "y": -0.14, "xanchor": "left",
             "yanchor": "top", "showactive": False, "pad": {"t": 0, "r": 10},
@@ -73,21 +85,12 @@ def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
                 {"label": "❚❚ pause", "method": "animate",
                  "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]},
             ]}],
-        sliders=[{"active": 0, "x": 0.0, "y": -0.24, "len": 1.0, "xanchor": "left", "yanchor": "top",
+        sliders=[{"active": start, "x": 0.0, "y": -0.24, "len": 1.0, "xanchor": "left", "yanchor": "top",
                   "currentvalue": {"prefix": prefix, "visible": True, "xanchor": "right"},
                   "pad": {"t": 0}, "steps": steps}],
     )
     style(fig, height=height)
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=150))
-    return fig
-
-
-def open_film_at(fig: go.Figure, index: int) -> go.Figure:
-    """Make a mask film open on animation frame ``index``: the shown heatmaps and the slider."""
-    frame = fig.frames[index]
-    for trace, shown in zip(fig.data, frame.data):
-        trace.update(shown)  # the frame's values; the trace keeps its subplot axes
-    fig.layout.sliders[0].active = index
     return fig
 
 
@@ -122,11 +125,14 @@ def layer_sparsity_figure(frame: pd.DataFrame) -> go.Figure:
                         shared_yaxes=True,
                         horizontal_spacing=0.05)
     colors = color_map(frame["layer"])
+    named: set[str] = set()  # each layer once in the legend, from whichever panel has it first
     for col, run in enumerate(runs, start=1):
         for layer, group in frame[frame["run"] == run].groupby("layer", sort=False):
             color = colors[layer]
+            first = layer not in named
+            named.add(layer)
             fig.add_trace(go.Scatter(x=group["epoch"], y=group["sparsity"], mode="lines+markers",
-                                     name=short_name(layer), legendgroup=layer, showlegend=col == 1,
+                                     name=short_name(layer), legendgroup=layer, showlegend=first,
                                      line=dict(color=color),
                                      hovertemplate="epoch %{x:.2f}: %{y:.1%} pruned"
                                                    "<extra>%{fullData.name}</extra>"),

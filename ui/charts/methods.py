@@ -25,42 +25,84 @@ SSC_COLORS = ("#f4f1ea", "#e69f00", "#1f3b73")
 
 # ---- i-SpaSP ---------------------------------------------------------------------------------------
 def ispasp_residual_frame(traces: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """"ispasp_residual" rows → block, iteration, loss, norm, relative.
+    """"ispasp_residual" rows → block, iteration, loss, norm, relative, candidate_relative.
 
-    The trace's ``residual`` is the loss L = ½‖Y_dense − Y_S‖²_F that i-SpaSP minimises; ``norm``
-    is ‖Y_dense − Y_S‖_F = √(2L) and ``relative`` that norm over ‖Y_dense‖_F (from the trace when
-    the method recorded it, else over the block's first norm), comparable across blocks.
+    The trace's ``residual`` is the loss L = ½‖Y_dense − Y_S‖²_F of the best support found so
+    far, the quantity i-SpaSP minimises; ``norm`` is ‖Y_dense − Y_S‖_F = √(2L) and ``relative``
+    that norm over ‖Y_dense‖_F (from the trace when the method recorded it, else over the
+    block's first norm), comparable across blocks. ``candidate_relative`` is the same for the
+    iteration's own candidate support (the trace's ``candidate``), which may rise and fall.
+    Each block starts with an iteration-0 row: the empty support, Y_S = 0, relative residual 1.
     """
-    rows = []
+    rows, recorded = [], {}
     for t in traces:
         loss = float(t["residual"])
+        candidate = t.get("candidate")
+        if t.get("relative") is not None:
+            recorded.setdefault(str(t["block"]), set()).add("relative")
         rows.append({"block": str(t["block"]), "iteration": int(t["iteration"]), "loss": loss,
                      "norm": float(np.sqrt(2.0 * max(loss, 0.0))),
-                     "relative": float(t["relative"]) if t.get("relative") is not None else np.nan})
-    frame = pd.DataFrame(rows, columns=["block", "iteration", "loss", "norm", "relative"])
+                     "relative": float(t["relative"]) if t.get("relative") is not None else np.nan,
+                     "candidate_norm": (float(np.sqrt(2.0 * max(float(candidate), 0.0)))
+                                        if candidate is not None else np.nan)})
+    columns = ["block", "iteration", "loss", "norm", "relative", "candidate_relative"]
+    frame = pd.DataFrame(rows, columns=columns[:-1] + ["candidate_norm"])
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
     if frame["relative"].isna().any():
         first = frame.groupby("block", sort=False)["norm"].transform("first")
         frame["relative"] = frame["relative"].fillna(frame["norm"] / first.where(first > 0))
-    return frame
+    # ‖Y_dense‖ of each block, recovered from any row: norm / relative
+    dense = (frame["norm"] / frame["relative"].where(frame["relative"] > 0)).groupby(
+        frame["block"], sort=False).transform("max")
+    frame["candidate_relative"] = frame["candidate_norm"] / dense
+    # Iteration 0, the empty support (Y_S = 0, residual = ‖Y_dense‖), for blocks whose trace
+    # recorded ‖Y_dense‖ (through ``relative``); older traces start at iteration 1.
+    known = [b for b, g in frame.groupby("block", sort=False) if "relative" in recorded.get(b, ())]
+    starts = pd.DataFrame({"block": known, "iteration": 0, "relative": 1.0,
+                           "candidate_relative": 1.0})
+    starts["norm"] = starts["block"].map(dense.groupby(frame["block"], sort=False).first())
+    starts["loss"] = starts["norm"] ** 2 / 2
+    order = {b: i for i, b in enumerate(frame["block"].unique())}
+    frame = pd.concat([starts, frame], ignore_index=True) if len(starts) else frame
+    frame = frame.sort_values(["block", "iteration"], key=lambda c: c.map(order) if c.name == "block"
+                              else c, kind="stable").reset_index(drop=True)
+    return frame[columns]
 
 
 def ispasp_residual_figure(frame: pd.DataFrame, relative: bool = True) -> go.Figure:
-    """‖Y_dense − Y_S‖ per i-SpaSP iteration, one line per pruned block."""
+    """‖Y_dense − Y_S‖ per i-SpaSP iteration, one colour per pruned block: the best support so
+    far (solid, what the search keeps) and each iteration's own candidate (dotted, open
+    markers), from iteration 0 (empty support)."""
     if frame.empty:
         return empty_figure("no i-SpaSP residual trace", height=220)
-    column = "relative" if relative else "norm"
     fig = go.Figure()
-    for block, group in frame.groupby("block", sort=False):
+    for i, (block, group) in enumerate(frame.groupby("block", sort=False)):
+        color = PALETTE[i % len(PALETTE)]
+        dense = group["norm"].iloc[0]  # iteration 0: the empty support's residual is ‖Y_dense‖
+        best = group["relative"] if relative else group["norm"]
+        candidate = group["candidate_relative"] if relative else group["candidate_relative"] * dense
+        fmt = "%{y:.1%}" if relative else "%{y:.4g}"
         fig.add_trace(go.Scatter(
-            x=group["iteration"], y=group[column], mode="lines+markers", name=short_name(block),
-            hovertemplate="iteration %{x}: " + ("%{y:.1%}" if relative else "%{y:.4g}")
+            x=group["iteration"], y=best, mode="lines+markers", name=f"{short_name(block)} best",
+            legendgroup=block, line=dict(color=color, width=2.5),
+            hovertemplate="iteration %{x}: best so far " + fmt + "<extra>%{fullData.name}</extra>"))
+        if candidate.isna().all():  # older traces did not record the candidates
+            continue
+        fig.add_trace(go.Scatter(
+            x=group["iteration"], y=candidate, mode="lines+markers",
+            name=f"{short_name(block)} candidate", legendgroup=block,
+            line=dict(color=color, width=1.2, dash="dot"),
+            marker=dict(symbol="circle-open", size=7, color=color),
+            hovertemplate="iteration %{x}: this iteration's candidate " + fmt
                           + "<extra>%{fullData.name}</extra>"))
-    fig.update_xaxes(title_text="i-SpaSP iteration")
+    fig.update_xaxes(title_text="i-SpaSP iteration (0 = empty support)", dtick=1
+                     if frame["iteration"].max() <= 20 else None)
     if relative:
         fig.update_yaxes(title_text="‖Y_dense − Y_S‖ ÷ ‖Y_dense‖ (%)", tickformat=".0%",
                          rangemode="tozero")
     else:
-        value_axis(fig, frame["norm"], "‖Y_dense − Y_S‖_F")
+        value_axis(fig, frame["norm"], "‖Y_dense − Y_S‖_F (output units)")
     return style(fig, legend_title="block")
 
 
@@ -103,8 +145,8 @@ def ispasp_units_figure(blocks: Sequence[str], matrix: np.ndarray) -> go.Figure:
     return style(fig, height=max(200, 60 + 36 * len(blocks)))
 
 
-ISPASP_STAGES = (("acc_dense", "dense<br>(before pruning)"), ("acc_pruned", "right after<br>pruning"),
-                 ("acc_finetuned", "after<br>fine-tuning"))
+ISPASP_STAGES = (("acc_dense", "dense"), ("acc_pruned", "right after pruning"),
+                 ("acc_finetuned", "after fine-tuning"))
 
 
 def ispasp_accuracy_frame(summary: Mapping[str, Any]) -> pd.DataFrame:
@@ -328,7 +370,8 @@ def storage_figure(frame: pd.DataFrame) -> go.Figure:
     if layers.empty:
         return empty_figure("no storage report", height=220)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=("storage of the weights", "multiplies per image"))
+                        subplot_titles=("storage of the weights (theoretical)",
+                                        "multiplies per image (theoretical)"))
     names = [short_name(l) for l in layers["layer"]]
     for col, (dense, unified, scale, unit) in enumerate(
             (("dense_bits", "unified_bits", 1e3, "kbit"),

@@ -1,11 +1,20 @@
 """The charts' one look, and the generic builders every chart family uses.
 
-Conventions: fractions (accuracy, sparsity) are drawn on percent axes; axis titles carry units
-("MFLOPs", "ms", "%"); one colour per run or schedule that stays the same across the panels of a
-figure; legends horizontal above the plot; layers named without their ``.weight`` suffix.
+Conventions: fractions (accuracy, sparsity) are drawn on percent axes, and accuracy axes never
+pass 100 %; axis titles carry units ("MFLOPs", "ms", "%"); legends horizontal above the plot;
+layers named without their ``.weight`` suffix.
+
+One visual language on every page: a method always has the same hue (``method_color``, shaded
+per schedule by ``run_color``) and a schedule the same marker, dash and shade
+(``schedule_symbol``, ``schedule_dash``), fixed by the name's
+place in its registry (the order the code registers them, which no run can change), with a
+checksum of the name for names the registry does not know (runs of removed methods). A method
+that follows no schedule is drawn without one (``schedule_of``). Markers are outlined and
+half-opaque so runs on the same spot stay visible.
 """
 from __future__ import annotations
 
+import zlib
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
@@ -17,9 +26,107 @@ from ui.safe_text import escape_figure
 #: colour-blind-safe qualitative palette used for runs, schedules and methods
 PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid
 # Kept weights dark, pruned ones pale: a sparse layer reads as a mostly empty picture.
-MASK_COLORSCALE = [[0.0, "#f4f1ea"], [1.0, "#1f3b73"]]
+MASK_PRUNED, MASK_KEPT, MASK_REGROWN = "#f4f1ea", "#1f3b73", "#e66100"
+MASK_COLORSCALE = [[0.0, MASK_PRUNED], [1.0, MASK_KEPT]]
 TEMPLATE = "plotly_white"
 HEIGHT = 380
+
+#: the methods' colours: Okabe–Ito's colour-blind-safe eight, then darker companions
+METHOD_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#7F3C8D",
+                 "#555555", "#B8860B", "#1B7837", "#A6761D", "#E7298A")
+#: the schedules' markers and dashes, in the same order
+SCHEDULE_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "star",
+                    "triangle-down", "hexagon", "pentagon", "x")
+SCHEDULE_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+#: how the markers of a run look: outlined and half-opaque, so overlapping runs stay visible
+MARKER = dict(size=10, opacity=0.75, line=dict(width=1.2, color="white"))
+#: the label of "no schedule" (methods that follow none)
+NO_SCHEDULE = "no schedule"
+NO_SCHEDULE_DASH = "solid"
+NO_SCHEDULE_SYMBOL = "circle-open"
+
+
+def _index(name: str, registry: str) -> int:
+    """The name's place in the registry; unknown names get a checksum (stable across sessions,
+    unlike ``hash``), past the registered names."""
+    from pruning.validation import registry as lookup
+
+    names = lookup(registry).names()
+    if name in names:
+        return names.index(name)
+    return len(names) + zlib.crc32(str(name).encode())
+
+
+def method_color(method: str) -> str:
+    """The colour of ``method`` on every chart of every page."""
+    return METHOD_COLORS[_index(method, "methods") % len(METHOD_COLORS)]
+
+
+def schedule_symbol(schedule: str | None) -> str:
+    """The marker of ``schedule`` on every chart (an open circle for no schedule)."""
+    if schedule in (None, NO_SCHEDULE):
+        return NO_SCHEDULE_SYMBOL
+    return SCHEDULE_SYMBOLS[_index(schedule, "schedules") % len(SCHEDULE_SYMBOLS)]
+
+
+def schedule_dash(schedule: str | None) -> str:
+    """The dash of ``schedule``'s lines on every chart (solid for no schedule)."""
+    if schedule in (None, NO_SCHEDULE):
+        return NO_SCHEDULE_DASH
+    return SCHEDULE_DASHES[_index(schedule, "schedules") % len(SCHEDULE_DASHES)]
+
+
+#: how each schedule shades its method's colour: < 0 darker (toward black), > 0 lighter
+SCHEDULE_SHADES = (0.0, -0.45, 0.5, -0.25, 0.3, -0.6, 0.65)
+
+
+def run_color(method: str, schedule: str | None) -> str:
+    """The colour of a run's line: its method's hue, shaded by its schedule (deterministic, so
+    magnitude under AGP looks the same on every page), so runs of one method under several
+    schedules stay apart even in print without their dashes."""
+    base = method_color(method)
+    if schedule in (None, NO_SCHEDULE):
+        return base
+    shade = SCHEDULE_SHADES[_index(schedule, "schedules") % len(SCHEDULE_SHADES)]
+    if shade == 0:
+        return base
+    r, g, b = (int(base[i:i + 2], 16) for i in (1, 3, 5))
+    target = 255 if shade > 0 else 0
+    mix = [round(c + (target - c) * abs(shade)) for c in (r, g, b)]
+    return "#" + "".join(f"{c:02x}" for c in mix)
+
+
+def method_colors(methods: Iterable[str]) -> dict[str, str]:
+    """{method: colour} for ``color_discrete_map``."""
+    return {m: method_color(m) for m in methods}
+
+
+def schedule_of(method: str, schedule: str) -> str:
+    """The schedule a run of ``method`` followed: ``schedule``, or "no schedule" for methods
+    that ignore it (i-SpaSP, SSC, ASWL, unification: labelling them with one would mislead)."""
+    from pruning.validation import follows_schedule
+
+    try:
+        return schedule if follows_schedule(method) else NO_SCHEDULE
+    except KeyError:  # a method this version no longer has
+        return schedule
+
+
+def accuracy_axis(fig: go.Figure, values: Iterable[float] = (), errors: Iterable[float] = (),
+                  axis: str = "y", title: str = "test accuracy (%)", **where: Any) -> None:
+    """A percent accuracy axis that never passes 100 % nor goes below 0 %. It spans at least
+    ten points, so a difference of one or two test images does not fill the chart."""
+    vals = pd.Series(list(values), dtype=float).reset_index(drop=True)
+    errs = pd.Series(list(errors), dtype=float).reset_index(drop=True)
+    errs = errs.reindex(vals.index).fillna(0.0)
+    if vals.notna().any():
+        low, high = float((vals - errs).min()), float((vals + errs).max())
+        top = min(1.0, high + 0.01)
+        low = max(0.0, min(low - 0.02, top - 0.10))
+        rng = [low, top]
+    else:
+        rng = [0.0, 1.0]
+    getattr(fig, f"update_{axis}axes")(title_text=title, range=rng, tickformat=".0%", **where)
 
 
 def color_map(labels: Iterable[str]) -> dict[str, str]:
