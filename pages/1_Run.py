@@ -1,6 +1,9 @@
 """Run page: choose model, dataset, method (with its own settings), schedule (with a live preview),
 target sparsity and training settings; train in the background with progress and a Stop button.
 
+Under the dataset choice, ``ui.datasets.dataset_panel`` says whether its files are on this server
+and offers to download a missing one (Run stays disabled, with the reason, until they are).
+
 Every choice is mirrored in the URL's query parameters (``ui.forms.config_to_query``), so copying
 the address shares the exact setup; a link with a value that cannot be used shows an error naming
 it and opens with the default for that field instead.
@@ -14,7 +17,7 @@ import streamlit as st
 from pruning.config import ConfigError, RunConfig, Spec, specs
 from pruning.schedules import SCHEDULES, schedule_from_config
 from pruning.validation import follows_schedule, registry, validate
-from ui import formatting, forms, live, page, report
+from ui import datasets, formatting, forms, live, page, report
 from ui.charts import schedules
 from ui.safe_text import md
 
@@ -102,7 +105,10 @@ def section(name: str, v: dict) -> None:
             v[s.name] = st.selectbox(s.label, registry(s.registry).names(), key=K + s.name,
                                      help=s.help)
             st.caption(f"**{v[s.name]}**: {describe(s.registry, v[s.name])}")
-            if s.name == "method":
+            if s.name == "dataset":
+                # not under K: init_widgets rewrites K keys, which buttons refuse
+                datasets.dataset_panel(v[s.name], key="run-data")
+            elif s.name == "method":
                 own_params(v, "method")
             elif s.name == "schedule":
                 own_params(v, "schedule")
@@ -194,6 +200,7 @@ def main() -> None:
     try:
         config = validate(config)
         live.limits().check(config)  # this server's bounds on one run's work
+        error = datasets.unavailable(config.dataset)
     except ConfigError as exc:
         error = str(exc)
     with bar:

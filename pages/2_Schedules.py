@@ -33,8 +33,10 @@ def param_sliders(name: str, container) -> dict:
     for s in specs(cls) if cls is not None else ():
         low, high, step = s.slider or (s.bounds.low, s.bounds.high, s.step or 1)
         kind = int if s.kind is int else float
-        value = container.slider(f"{name} · {s.label}", kind(low), kind(high), kind(s.default),
-                                 kind(step), key=f"sch-p.{name}.{s.name}", help=s.describe())
+        value = state.linked(container.slider, f"{name} · {s.label}", kind(low), kind(high),
+                             value=kind(s.default), step=kind(step), key=f"sch-p.{name}.{s.name}",
+                             help=s.describe(), param=f"{name}.{s.name}",
+                             codec=state.number(low, high, kind))
         if value != s.default:
             out[s.name] = value
     return out
@@ -43,17 +45,22 @@ def param_sliders(name: str, container) -> dict:
 def settings() -> dict:
     """The sliders; returns the chosen schedule names, sparsities, window and each schedule's
     own parameters."""
-    names = st.multiselect("schedules", SCHEDULES.names(),
-                           default=[n for n in COMPARED if n in SCHEDULES], key="sch-names")
+    names = state.linked(st.multiselect, "schedules", SCHEDULES.names(),
+                         default=[n for n in COMPARED if n in SCHEDULES], key="sch-names",
+                         param="schedules", codec=state.choices(SCHEDULES.names()))
     c1, c2, c3 = st.columns(3)
-    final = c1.slider("final sparsity", 0.0, 0.99, 0.9, 0.01, key="sch-final")
-    initial = c1.slider("initial sparsity", 0.0, 0.99, 0.0, 0.01, key="sch-initial")
+    final = state.linked(c1.slider, "final sparsity", 0.0, 0.99, value=0.9, step=0.01,
+                         key="sch-final", param="final", codec=state.number(0.0, 0.99))
+    initial = state.linked(c1.slider, "initial sparsity", 0.0, 0.99, value=0.0, step=0.01,
+                           key="sch-initial", param="initial", codec=state.number(0.0, 0.99))
     params = {name: param_sliders(name, c2) for name in names}
-    custom = c3.checkbox("one window for all", key="sch-custom",
-                         help="off: each schedule uses its own default window (one-shot prunes "
-                              "at half-time, iterative and AGP start at 20 %)")
-    window = c3.slider("pruning window (fraction of training)", 0.0, 1.0, (0.2, 0.8), 0.05,
-                       key="sch-window", disabled=not custom)
+    custom = state.linked(c3.checkbox, "one window for all", key="sch-custom",
+                          help="off: each schedule uses its own default window (one-shot prunes "
+                               "at half-time, iterative and AGP start at 20 %)",
+                          param="one_window", codec=state.flag())
+    window = state.linked(c3.slider, "pruning window (fraction of training)", 0.0, 1.0,
+                          value=(0.2, 0.8), step=0.05, key="sch-window", disabled=not custom,
+                          param="window", codec=state.span(0.0, 1.0))
     return {"names": names, "final": final, "initial": min(initial, final), "params": params,
             "start": window[0] if custom else None, "end": window[1] if custom else None}
 
@@ -103,7 +110,7 @@ def trained(s: dict) -> None:
     by_id = {r.id: r for r in runs}
     group = default_group(runs)
     base_run = pickers.run_picker("model, data and method from run", runs, key="sch-base",
-                                 default=group[0] if group else None) if runs else None
+                                 default=group[0] if group else None, param="base") if runs else None
     base = base_run.config if base_run else RunConfig()
     configs = schedule_configs(base, s)
     st.caption(f"Trains **{md(base.model)}** on **{md(base.dataset)}** with **{md(base.method)}**, "
@@ -129,7 +136,8 @@ def trained(s: dict) -> None:
                 "under each chosen schedule, then their curves appear here overlaid.")
         return
     default = [i for i in state.chosen_runs("schedules") if i in by_id] or group
-    chosen = pickers.runs_picker("runs to overlay", runs, key="sch-overlay", default=default)
+    chosen = pickers.runs_picker("runs to overlay", runs, key="sch-overlay", default=default,
+                                  param="runs")
     if not chosen:
         st.info("Choose runs to overlay.")
         return

@@ -35,7 +35,7 @@ with page.user_errors():
             button="Run ASWL on the default model")
         st.stop()
 
-    run = pickers.run_picker("ASWL run", runs, key="aswl-run")
+    run = pickers.run_picker("ASWL run", runs, key="aswl-run", param="run")
     s = run.summary
     cols = st.columns(4)
     cols[0].metric("Target", formatting.short_target(run.config),

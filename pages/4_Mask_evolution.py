@@ -9,7 +9,7 @@ import streamlit as st
 
 from pruning.config import RunConfig
 from pruning.store import RunFilesError
-from ui import live, page, pickers
+from ui import live, page, pickers, state
 from ui.charts import masks
 from ui.charts.style import short_name
 from ui import masks_view as mv
@@ -67,12 +67,13 @@ with page.user_errors():
     left, right = st.columns(2)
     with left:
         run_a = pickers.run_picker("Left run", runs, key="masks-a",
-                                  default=pair[0].id if pair else runs[0].id)
+                                  default=pair[0].id if pair else runs[0].id, param="left")
     others = [r for r in runs if r.id != run_a.id]
     with right:
         run_b = pickers.run_picker(
             "Right run", others, key="masks-b",
-            default=pair[1].id if pair and pair[1].id != run_a.id else None) if others else None
+            default=pair[1].id if pair and pair[1].id != run_a.id else None,
+            param="right") if others else None
 
     home = str(store.home)
     chosen = [run_a] + ([run_b] if run_b is not None else [])
@@ -86,9 +87,9 @@ with page.user_errors():
     if not chosen:
         st.stop()
     layers = tables[chosen[0].id][0]
-    layer = st.selectbox("Layer", layers, format_func=short_name, key="masks-layer",
+    layer = state.linked(st.selectbox, "Layer", layers, format_func=short_name, key="masks-layer",
                          help="Only prunable layers have masks (by default the first and last "
-                              "layers are not pruned).")
+                              "layers are not pruned).", param="layer", codec=state.choice(layers))
     films = [(pickers.run_title(r), film(home, r.id, counts[r.id], layer))
              for r in chosen if layer in tables[r.id][0]]
     if len(films) < len(chosen):
@@ -98,16 +99,27 @@ with page.user_errors():
                  if len(films) == 2 else None)
     lead = films[0][1]
     opening = lead.opening()
-    start = next((i for i, a in enumerate(alignment) if a[0] >= opening), 0) if alignment \
+    telling = next((i for i, a in enumerate(alignment) if a[0] >= opening), 0) if alignment \
         else opening
+    frames = alignment or [(i,) for i in range(len(lead.frames))]
+    start = telling
+    if len(frames) > 1:  # the snapshot the film opens on is a choice, and part of the link
+        labels = {i: f"{lead.epochs[a[0]]:.1f}" for i, a in enumerate(frames)}
+        start = state.linked(st.select_slider, "Film opens at epoch", list(labels),
+                             value=telling, format_func=labels.get, key="masks-frame",
+                             param="frame", codec=state.choice(list(labels)),
+                             help="The snapshot shown before ▶ play (epochs of the left run).")
     st.plotly_chart(masks.mask_film_figure(films, alignment, start=start), key="masks-film")
     picture = lead.picture
     regrown = {title: max(f.regrown, default=0) for title, f in films}
     regrowth = ("; ".join(f"{md(t)}: up to {n:,} regrown weights" for t, n in regrown.items() if n)
                 or "no weight of this layer regrew in these runs: once pruned, it stayed pruned")
     page.caption(f"What am I looking at: {picture.describe()} Dark cells are kept weights, pale "
-                 f"ones pruned, orange ones regrown ({regrowth}). The film opens at epoch "
-                 f"{lead.epochs[opening]:.1f}, the first snapshot where this layer is at least "
+                 f"ones pruned, orange ones regrown ({regrowth}). "
+                 + ("The film opens at epoch " if start == telling else
+                    f"The film opens at epoch {lead.epochs[frames[start][0]]:.1f} (chosen "
+                    "above); by default it opens at epoch ")
+                 + f"{lead.epochs[opening]:.1f}, the first snapshot where this layer is at least "
                  f"half as sparse as at the end ({lead.sparsity[opening]:.0%} of "
                  f"{lead.sparsity[-1]:.0%}); the slider steps through every stored snapshot "
                  f"(aligned by training progress when the runs differ in length).")

@@ -18,7 +18,7 @@ from pruning.methods import METHODS
 from pruning.models import MODELS
 from pruning.schedules import SCHEDULES
 from pruning.validation import parse_sweep_list, sweep_grid
-from ui import live, page, pickers, report
+from ui import datasets, live, page, pickers, report, state
 from ui.charts import tradeoffs
 from ui.charts.style import schedule_of
 from ui.safe_text import md
@@ -58,7 +58,9 @@ def filtered(frame: pd.DataFrame) -> pd.DataFrame:
     cols = [top[0], top[1], bottom[0], bottom[1]]
     for col, (column, label) in zip(cols, FILTERS):
         options = sorted(frame[column].dropna().unique())
-        chosen = col.multiselect(label, options, default=options, key=f"to-filter-{column}")
+        chosen = state.linked(col.multiselect, label, options, default=options,
+                              key=f"to-filter-{column}", param=column,
+                              codec=state.choices(options))
         frame = frame[frame[column].isin(chosen)]
     return frame
 
@@ -69,7 +71,7 @@ def views(runs: list) -> None:
     if frame.empty:
         st.info("No finished run in this selection.")
         return
-    tabs = st.tabs([v[0] for v in VIEWS])
+    tabs = state.linked_tabs([v[0] for v in VIEWS], key="to-view", param="view")
     for tab, (title, x, x_title, higher, log, x_errors, text) in zip(tabs, VIEWS):
         with tab:
             if x not in frame or frame[x].isna().all():
@@ -103,28 +105,41 @@ def sweep_form() -> list[RunConfig] | None:
     """The sweep's grid; returns its configs, or None (with st.error) when it cannot be read."""
     base = RunConfig()
     c1, c2, c3 = st.columns(3)
-    model = c1.selectbox("model", MODELS.names(), key="to-sw-model")
-    dataset = c2.selectbox("dataset", DATASETS.names(), key="to-sw-dataset")
-    epochs = int(c3.number_input("epochs", min_value=1, value=base.epochs, step=1,
-                                 key="to-sw-epochs"))
+    model = state.linked(c1.selectbox, "model", MODELS.names(), key="to-sw-model",
+                         param="sweep.model", codec=state.choice(MODELS.names()))
+    dataset = state.linked(c2.selectbox, "dataset", DATASETS.names(), key="to-sw-dataset",
+                           param="sweep.dataset", codec=state.choice(DATASETS.names()))
+    epochs = int(state.linked(c3.number_input, "epochs", min_value=1, value=base.epochs, step=1,
+                              key="to-sw-epochs", param="sweep.epochs",
+                              codec=state.number(1, 10_000, int)))
     c1, c2 = st.columns(2)
-    methods = c1.multiselect("methods", METHODS.names(), default=[base.method], key="to-sw-methods")
-    schedules = c2.multiselect("schedules", SCHEDULES.names(), default=[base.schedule],
-                               key="to-sw-schedules")
+    methods = state.linked(c1.multiselect, "methods", METHODS.names(), default=[base.method],
+                           key="to-sw-methods", param="sweep.methods",
+                           codec=state.choices(METHODS.names()))
+    schedules = state.linked(c2.multiselect, "schedules", SCHEDULES.names(),
+                             default=[base.schedule], key="to-sw-schedules",
+                             param="sweep.schedules", codec=state.choices(SCHEDULES.names()))
     c1, c2 = st.columns(2)
-    sparsities_text = c1.text_input("target sparsities", ", ".join(
-                                        f"{v:g}" for v in TRADEOFF_SWEEP["sparsity"]),
-                                    key="to-sw-sparsities", help="fractions in [0, 1), "
-                                                                 "comma-separated")
-    seeds_text = c2.text_input("seeds", ", ".join(str(v) for v in TRADEOFF_SWEEP["seed"]),
-                               key="to-sw-seeds", help="comma-separated integers")
-    measure = st.checkbox("measure latency after each run", value=True, key="to-sw-latency",
-                          help="adds a second or two per run; needed for the latency view")
+    sparsities_text = state.linked(
+        c1.text_input, "target sparsities",
+        value=", ".join(f"{v:g}" for v in TRADEOFF_SWEEP["sparsity"]), key="to-sw-sparsities",
+        help="fractions in [0, 1), comma-separated", param="sweep.sparsities", codec=state.text())
+    seeds_text = state.linked(c2.text_input, "seeds",
+                              value=", ".join(str(v) for v in TRADEOFF_SWEEP["seed"]),
+                              key="to-sw-seeds", help="comma-separated integers",
+                              param="sweep.seeds", codec=state.text())
+    measure = state.linked(st.checkbox, "measure latency after each run", value=True,
+                           key="to-sw-latency",
+                           help="adds a second or two per run; needed for the latency view",
+                           param="sweep.latency", codec=state.flag())
     try:
         sparsities = parse_sweep_list("sparsity", sparsities_text, "target sparsities")
         seeds = parse_sweep_list("seed", seeds_text, "seeds")
         if not (methods and schedules):
             raise ConfigError("choose at least one method and schedule")
+        missing = datasets.unavailable(dataset)
+        if missing:
+            raise ConfigError(missing)
         configs = sweep_grid(base.replace(model=model, dataset=dataset, epochs=epochs),
                              {"method": methods, "schedule": schedules, "sparsity": sparsities,
                               "seed": seeds})

@@ -12,7 +12,7 @@ import json
 import streamlit as st
 
 from pruning.config import RunConfig
-from ui import formatting, live, page, pickers, report
+from ui import formatting, live, page, pickers, report, state
 from ui.charts import methods
 from ui.charts.style import short_name
 
@@ -52,7 +52,7 @@ def pick_run(method: str, trace: str, what: str, *, describe: bool = True):
             key=f"methods-{method}", config=RunConfig(method=method),
             button=f"Run {what} on the default model")
         return None
-    return pickers.run_picker(f"{what} run", runs, key=f"{method}-run")
+    return pickers.run_picker(f"{what} run", runs, key=f"{method}-run", param=f"{method}.run")
 
 
 # ---- i-SpaSP -------------------------------------------------------------------------------------
@@ -78,8 +78,10 @@ def ispasp_tab() -> None:
 
     left, right = st.columns([3, 2])
     with left:
-        relative = st.toggle("relative to ‖Y_dense‖", value=True, key="ispasp-relative",
-                             help="Off: the absolute residual norm on a log axis.")
+        relative = state.linked(st.toggle, "relative to ‖Y_dense‖", value=True,
+                                key="ispasp-relative",
+                                help="Off: the absolute residual norm on a log axis.",
+                                param="ispasp.relative", codec=state.flag())
         frame = methods.ispasp_residual_frame(store.traces(run.id, "ispasp_residual"))
         st.plotly_chart(methods.ispasp_residual_figure(frame, relative=relative), key="ispasp-residual")
         page.caption("How far each block's output from the kept units is from its dense output "
@@ -177,7 +179,9 @@ def ssc_tab() -> None:
 
     traces = store.traces(run.id, "ssc_pattern")
     layers = methods.ssc_layers_frame(traces)
-    name = st.selectbox("Layer", list(layers["layer"]), key="ssc-layer")
+    names = list(layers["layer"])
+    name = state.linked(st.selectbox, "Layer", names, key="ssc-layer", param="ssc.layer",
+                        codec=state.choice(names))
     trace = next(t for t in traces if t["layer"] == name)
     pattern = trace["pattern"]
     shown = (f" (first {len(pattern)} filters × {len(pattern[0])} channels of "
@@ -253,7 +257,8 @@ def unification_tab() -> None:
                      "dense, in theory.")
 
 
-tabs = st.tabs(["i-SpaSP", "SSC", "Weight unification"])
+tabs = state.linked_tabs(["i-SpaSP", "SSC", "Weight unification"], key="methods-tab",
+                         param="method")
 with page.user_errors():
     with tabs[0]:
         ispasp_tab()

@@ -11,7 +11,7 @@ never models.
 import streamlit as st
 import torch
 
-from ui import formatting, live, page, pickers
+from ui import formatting, live, page, pickers, state
 from ui.charts import speed
 from ui.safe_text import md
 
@@ -69,16 +69,21 @@ with page.user_errors():
                            "here.", key="speedlab")
         st.stop()
 
-    run = pickers.run_picker("Run to measure", runs, key="speedlab-run")
+    run = pickers.run_picker("Run to measure", runs, key="speedlab-run", param="run")
     left, mid, layout_col, right = st.columns([3, 1, 2, 1])
-    batch_sizes = left.multiselect("Batch sizes", BATCH_SIZES, default=[1, 8, 64, 256],
-                                   key="speedlab-batches")
-    device = mid.selectbox("Device", devices(), key="speedlab-device")
-    layout = layout_col.selectbox("Memory layout", list(LAYOUTS), format_func=LAYOUTS.get,
-                                  key="speedlab-layout", help=LAYOUT_HELP)
-    seconds = right.select_slider("Time budget (s)", [3.0, 6.0, 12.0], value=6.0,
-                                  key="speedlab-seconds",
-                                  help="Total timing budget; fewer repeats on a slow machine.")
+    batch_sizes = state.linked(left.multiselect, "Batch sizes", BATCH_SIZES,
+                               default=[1, 8, 64, 256], key="speedlab-batches", param="batches",
+                               codec=state.choices(BATCH_SIZES))
+    device = state.linked(mid.selectbox, "Device", devices(), key="speedlab-device",
+                          param="device", codec=state.choice(devices()))
+    layout = state.linked(layout_col.selectbox, "Memory layout", list(LAYOUTS),
+                          format_func=LAYOUTS.get, key="speedlab-layout", help=LAYOUT_HELP,
+                          param="layout", codec=state.choice(list(LAYOUTS)))
+    budgets = [3.0, 6.0, 12.0]
+    seconds = state.linked(right.select_slider, "Time budget (s)", budgets, value=6.0,
+                           key="speedlab-seconds",
+                           help="Total timing budget; fewer repeats on a slow machine.",
+                           param="seconds", codec=state.choice(budgets))
     key = f"speedlab:{run.id}:{device}:{layout}"
     if st.button("Measure the four forms on this machine", type="primary",
                  disabled=not batch_sizes, key="speedlab-measure"):

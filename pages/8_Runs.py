@@ -63,7 +63,8 @@ HISTORY_PAGE = 50
 def history(runs: list[Run]) -> None:
     statuses = sorted({r.status for r in runs})
     filter_col, page_col = st.columns([4, 1])
-    chosen = filter_col.multiselect("status", statuses, default=statuses, key="runs-status")
+    chosen = state.linked(filter_col.multiselect, "status", statuses, default=statuses,
+                          key="runs-status", param="status", codec=state.choices(statuses))
     shown = [r for r in runs if r.status in chosen]
     if not shown:
         st.caption("No run has the chosen status.")
@@ -96,7 +97,7 @@ def compare(runs: list[Run]) -> None:
                            key="runs-compare")
         return
     chosen = pickers.runs_picker("runs to compare", finished, key="runs-compare-pick",
-                                default=state.chosen_runs("compare"))
+                                default=state.chosen_runs("compare"), param="compare")
     state.set_chosen_runs("compare", [r.id for r in chosen])
     if len(chosen) < 2:
         st.info("Choose at least two runs to compare.")
@@ -136,7 +137,7 @@ def _export_bytes(run_id: str, kind: str):
 
 
 def details(runs: list[Run]) -> None:
-    run = pickers.run_picker("run", runs, key="runs-detail-pick")
+    run = pickers.run_picker("run", runs, key="runs-detail-pick", param="details")
     if run is None:
         return
     report.run_report(run, key="runs-detail")
@@ -162,7 +163,7 @@ def details(runs: list[Run]) -> None:
 
 
 def manage(runs: list[Run]) -> None:
-    run = pickers.run_picker("run", runs, key="runs-manage-pick")
+    run = pickers.run_picker("run", runs, key="runs-manage-pick", param="manage")
     if run is None:
         return
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
@@ -194,7 +195,8 @@ def main() -> None:
         live.empty_state("No runs yet. Train the default session (a few seconds on a CPU) "
                            "and it will appear here.", key="runs")
         return
-    tabs = st.tabs(["History", "Compare", "Details & export", "Rename / delete"])
+    tabs = state.linked_tabs(["History", "Compare", "Details & export", "Rename / delete"],
+                             key="runs-tab", param="tab")
     with tabs[0]:
         history(runs)
     with tabs[1]:

@@ -1,5 +1,6 @@
 """Datasets: the fixed digits split, resizing and channels, batching, and torchvision's readers on
-tiny files written here in the real formats (idx ubyte for MNIST, pickled batches for CIFAR)."""
+tiny files written here in the real formats (idx ubyte for MNIST, pickled batches for CIFAR);
+which datasets are present (a file check), where their files go, and downloading them."""
 from __future__ import annotations
 
 import pickle
@@ -15,6 +16,7 @@ from pruning.config import ConfigError, RunConfig
 from pruning.data import (DATASETS, DatasetMissingError, data_root, dataset_shape, load_dataset,
                           resize, to_channels)
 from pruning.data.digits import Digits
+from pruning import data
 from pruning.data import vision
 from pruning.data.vision import CIFAR10, CIFAR100, MNIST, DatasetChecksumError, FashionMNIST
 
@@ -380,3 +382,41 @@ def test_mnist_archives_are_checked_when_present(tmp_path):
     (tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz").unlink()
     assert load_dataset(RunConfig(dataset="mnist"), root=tmp_path).train_y.tolist() == \
         [3, 1, 4, 1, 5]
+
+
+# --- availability, placement and download, as the app uses them --------------------------------
+
+@pytest.mark.parametrize("name", list(VISION))
+def test_available_is_a_file_check_and_placement_names_folder_and_files(tmp_path, name):
+    cls = VISION[name]
+    assert not data.available(name, tmp_path)
+    line = data.placement(name, tmp_path)
+    assert str(tmp_path / cls.folder) in line and "PRUNING_DATA" in line and "\n" not in line
+    assert all(f in line for f in cls.files()) and "all are missing" in line
+    write_dataset(tmp_path, name)
+    assert data.available(name, tmp_path) and cls.missing(tmp_path) == []
+    first = cls.files()[0]
+    (tmp_path / cls.folder / first).unlink()
+    assert not data.available(name, tmp_path)
+    assert data.placement(name, tmp_path).endswith(
+        f"{first} are missing there. The data folder is PRUNING_DATA (now {tmp_path})")
+
+
+def test_digits_is_always_available(tmp_path):
+    assert data.available("digits", tmp_path / "nowhere")
+    assert data.download("digits", tmp_path / "nowhere") == tmp_path / "nowhere"
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_download_offline_is_one_line_naming_the_folder_and_cause(tmp_path, offline, name):
+    with pytest.raises(DatasetMissingError) as info:
+        data.download(name, tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"could not download {name} into {tmp_path / VISION[name].folder} (")
+    assert "network is off in tests" in message and "\n" not in message
+    assert "--download" not in message  # the app's button has no flag to drop
+
+
+def test_download_of_present_files_touches_no_network(tmp_path, offline):
+    write_dataset(tmp_path, "mnist")
+    assert data.download("mnist", tmp_path) == tmp_path / "MNIST" / "raw"

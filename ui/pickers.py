@@ -72,10 +72,12 @@ def finished_runs(store_: RunStore | None = None, *, statuses: Sequence[str] = (
 
 
 def run_picker(label: str, runs: Sequence[Run], *, key: str, default: str | None = None,
-               help: str | None = None) -> Run | None:
+               help: str | None = None, param: str | None = None) -> Run | None:
     """A selectbox over ``runs`` (newest first); returns the chosen Run or None if none exist.
 
-    Opens on ``default`` when given and present, else on the session's last run, else the newest.
+    Opens on the run named by the URL's ``param`` (default: ``key``), else on ``default`` when
+    given and present, else on the session's last run, else the newest; the choice is written
+    back to the URL.
     """
     if not runs:
         return None
@@ -83,22 +85,25 @@ def run_picker(label: str, runs: Sequence[Run], *, key: str, default: str | None
     ids = list(by_id)
     preferred = default if default in by_id else state.last_run()
     index = ids.index(preferred) if preferred in by_id else 0
-    chosen = st.selectbox(label, ids, index=index, key=key, help=help,
-                          format_func=lambda run_id: run_title(by_id[run_id]))
+    chosen = state.linked(st.selectbox, label, ids, index=index, key=key, help=help,
+                          format_func=lambda run_id: run_title(by_id[run_id]),
+                          param=param or key, codec=state.choice(ids))
     return by_id.get(chosen)
 
 
 def runs_picker(label: str, runs: Sequence[Run], *, key: str, default_count: int = 2,
                 default: Sequence[str] | None = None, help: str | None = None,
-                max_selections: int | None = None) -> list[Run]:
-    """A multiselect over ``runs``; opens on ``default`` ids or the ``default_count`` newest."""
+                max_selections: int | None = None, param: str | None = None) -> list[Run]:
+    """A multiselect over ``runs``; opens on the ids in the URL's ``param`` (default: ``key``),
+    else on ``default`` ids or the ``default_count`` newest; the choice is written to the URL."""
     if not runs:
         return []
     by_id = {r.id: r for r in runs}
     initial = [i for i in (default or []) if i in by_id] or list(by_id)[:default_count]
-    chosen = st.multiselect(label, list(by_id), default=initial, key=key, help=help,
-                            format_func=lambda run_id: run_title(by_id[run_id]),
-                            max_selections=max_selections)
+    chosen = state.linked(st.multiselect, label, list(by_id), default=initial, key=key, help=help,
+                          format_func=lambda run_id: run_title(by_id[run_id]),
+                          max_selections=max_selections, param=param or key,
+                          codec=state.choices(list(by_id), max_selections))
     return [by_id[i] for i in chosen]
 
 

@@ -12,7 +12,11 @@ RGB, another image size), so every entry gets those options for free.
 
 - ``digits``: scikit-learn's 8x8 handwritten digits (ships with the package; the default).
 - ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``: torchvision's readers on the files under
-  ``data_root()`` (env ``PRUNING_DATA``); downloaded only when asked (``--download``).
+  ``data_root()`` (env ``PRUNING_DATA``); downloaded only when asked (``--download``, or
+  ``download(name)``).
+
+``available(name)`` says, without reading a file, whether a dataset can be loaded now;
+``placement(name)`` says in one line which files go in which folder when it cannot.
 """
 from __future__ import annotations
 
@@ -84,6 +88,40 @@ def dataset_class(name: str) -> type:
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS.names())}")
     return DATASETS.get(name)
+
+
+def available(name: str, root: Path | None = None) -> bool:
+    """Whether every file dataset ``name`` needs is under ``root`` (default ``data_root()``):
+    a cheap existence check (digits is embedded: always)."""
+    return not dataset_class(name).missing(Path(root) if root is not None else data_root())
+
+
+def placement(name: str, root: Path | None = None) -> str:
+    """Where dataset ``name``'s files go and which are still missing, in one line."""
+    cls = dataset_class(name)
+    root = Path(root) if root is not None else data_root()
+    missing = cls.missing(root)
+    if not missing:
+        return f"{name} is ready"
+    folder = root / cls.folder
+    return (f"put {', '.join(cls.files())} (the files torchvision's {cls.torchvision_name} "
+            f"reader expects, unpacked) in the folder {folder}; "
+            f"{'all are' if len(missing) == len(cls.files()) else ', '.join(missing) + ' are'}"
+            f" missing there. The data folder is PRUNING_DATA (now {root})")
+
+
+def download(name: str, root: Path | None = None) -> Path:
+    """Download dataset ``name`` into ``root`` (default ``data_root()``) with torchvision;
+    returns its folder. DatasetMissingError naming the folder and the reason when it cannot
+    (e.g. no network), or when files are still missing afterwards."""
+    cls = dataset_class(name)
+    root = Path(root) if root is not None else data_root()
+    if not cls.missing(root):
+        return root / getattr(cls, "folder", "")
+    cls.fetch(root)
+    if cls.missing(root):
+        raise DatasetMissingError(f"the download of {name} finished but {placement(name, root)}")
+    return root / cls.folder
 
 
 def dataset_shape(config: RunConfig) -> tuple[int, int, int]:

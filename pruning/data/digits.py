@@ -35,6 +35,11 @@ class Digits:
     class_names = tuple(str(d) for d in range(10))
 
     @classmethod
+    def missing(cls, root: Path) -> list[str]:
+        """Embedded in scikit-learn: nothing is ever missing."""
+        return []
+
+    @classmethod
     def load(cls, root: Path, *, download: bool, seed: int):
         """The fixed stratified split; ``root``, ``download`` and ``seed`` are unused on purpose
         (the data ships with scikit-learn and the split must not follow the run's seed)."""

@@ -3,7 +3,9 @@
 The files live where torchvision puts them under the data root (``$PRUNING_DATA``):
 ``MNIST/raw/*-ubyte``, ``FashionMNIST/raw/*-ubyte``, ``cifar-10-batches-py/``,
 ``cifar-100-python/``. Nothing is downloaded unless the caller passes ``download=True`` (the CLI's
-``--download``); otherwise missing files raise DatasetMissingError naming the folder and the flag.
+``--download``) or calls ``fetch`` (the app's download button); otherwise missing files raise
+DatasetMissingError naming the folder and the flag. ``missing(root)`` lists the absent files
+without reading any, so the app can say which datasets are present before a run.
 
 Datasets: MNIST (LeCun et al. 1998), Fashion-MNIST (Xiao, Rasul & Vollgraf 2017), CIFAR-10 and
 CIFAR-100 (Krizhevsky 2009). Images are standardised per channel with each training set's
@@ -57,6 +59,7 @@ class TorchvisionDataset:
     std: tuple[float, ...]
     folder: str  # where the files are, relative to the data root
     torchvision_name: str  # the reader's class name in torchvision.datasets
+    download_mb: int  # the size of what torchvision downloads
     # A file format's subclass provides: reader() -> the torchvision class that reads the files,
     # files() -> the names expected in ``folder``, images(dataset) -> uint8 (N, C, H, W).
 
@@ -73,12 +76,11 @@ class TorchvisionDataset:
         reader = cls.reader()
         if download:
             try:
-                reader(str(root), train=True, download=True)
-            except _READ_ERRORS as exc:
-                raise DatasetMissingError(
-                    f"could not download {cls.name} into {folder} ({_one_line(exc)}); "
-                    f"check the connection, or copy the files there and drop --download") from None
-        missing = [name for name in cls.files() if not (folder / name).is_file()]
+                cls.fetch(root)
+            except DatasetMissingError as exc:
+                raise DatasetMissingError(f"{exc}; check the connection, or copy the files "
+                                          f"there and drop --download") from None
+        missing = cls.missing(root)
         if missing:
             raise DatasetMissingError(
                 f"dataset {cls.name} not found: {folder} has no {missing[0]}; rerun with "
@@ -95,6 +97,24 @@ class TorchvisionDataset:
         return (normalise(train_x, cls.mean, cls.std), train_y,
                 normalise(test_x, cls.mean, cls.std), test_y)
 
+
+    @classmethod
+    def missing(cls, root: Path) -> list[str]:
+        """The files this dataset needs that are not in ``root/folder`` (no file is read)."""
+        folder = Path(root) / cls.folder
+        return [name for name in cls.files() if not (folder / name).is_file()]
+
+    @classmethod
+    def fetch(cls, root: Path) -> None:
+        """Download the dataset into ``root`` with torchvision (files already there are kept;
+        torchvision checks each archive's md5). DatasetMissingError, naming the folder and the
+        reason, when it cannot (no network, a mirror down, a full disk)."""
+        folder = Path(root) / cls.folder
+        try:
+            cls.reader()(str(root), train=True, download=True)
+        except _READ_ERRORS as exc:
+            raise DatasetMissingError(
+                f"could not download {cls.name} into {folder} ({_one_line(exc)})") from None
 
     @classmethod
     def checksums(cls) -> dict[str, str]:
@@ -181,6 +201,7 @@ class MNIST(_IdxDataset):
     mean, std = (0.1307,), (0.3081,)
     folder = "MNIST/raw"
     torchvision_name = "MNIST"
+    download_mb = 12
 
 
 @DATASETS.register("fashion_mnist", description="Fashion-MNIST clothing: 28x28 grey, 10 classes, "
@@ -192,6 +213,7 @@ class FashionMNIST(_IdxDataset):
     mean, std = (0.2860,), (0.3530,)
     folder = "FashionMNIST/raw"
     torchvision_name = "FashionMNIST"
+    download_mb = 31
 
 
 class _PickledBatches(TorchvisionDataset):
@@ -235,6 +257,7 @@ class CIFAR10(_PickledBatches):
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
     folder = "cifar-10-batches-py"
     torchvision_name = "CIFAR10"
+    download_mb = 163
 
 
 @DATASETS.register("cifar100", description="CIFAR-100 natural images: 32x32 RGB, 100 classes, "
@@ -259,3 +282,4 @@ class CIFAR100(_PickledBatches):
     mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
     folder = "cifar-100-python"
     torchvision_name = "CIFAR100"
+    download_mb = 161
