@@ -49,7 +49,9 @@ def settings() -> dict:
                          default=[n for n in COMPARED if n in SCHEDULES], key="sch-names",
                          param="schedules", codec=state.choices(SCHEDULES.names()))
     c1, c2, c3 = st.columns(3)
-    final = state.linked(c1.slider, "final sparsity", 0.0, 0.99, value=0.9, step=0.01,
+    # opens at the measured comparison's sparsity, where schedules differ beyond their seed spread
+    final = state.linked(c1.slider, "final sparsity", 0.0, 0.99,
+                         value=SCHEDULE_COMPARISON["sparsity"], step=0.01,
                          key="sch-final", param="final", codec=state.number(0.0, 0.99))
     initial = state.linked(c1.slider, "initial sparsity", 0.0, 0.99, value=0.0, step=0.01,
                            key="sch-initial", param="initial", codec=state.number(0.0, 0.99))

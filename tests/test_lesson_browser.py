@@ -140,16 +140,16 @@ def test_a_lesson_from_default_session_to_speed_lab(server, browser):  # noqa: F
     # a choice made in the browser lands in the address bar ...
     thumb = slider(page, "sch-final")
     thumb.focus()
-    thumb.press("ArrowRight")
+    thumb.press("ArrowLeft")  # from the default 0.98
     settled(page)
-    page.wait_for_function("() => location.search.includes('final=0.91')")
+    page.wait_for_function("() => location.search.includes('final=0.97')")
     shared = page.url
     page.close()
     # ... and that address restores the view in a student's fresh browser
     student = open_page(browser, shared)
     settled(student)
     healthy(student)
-    assert float(slider(student, "sch-final").input_value()) == pytest.approx(0.91)
+    assert float(slider(student, "sch-final").input_value()) == pytest.approx(0.97)
     assert params_of(student.url)["runs"] == overlay["runs"]
     chart(student, "sch-overlay-curves")
     student.close()
