@@ -113,9 +113,14 @@ def test_stop_cancels_waiting_runs_and_stops_running_ones(tmp_path, local_ray):
     stop = lambda: sum(bool(store.epochs(r.id)) for r in store.list_runs()) >= 2  # noqa: E731
     out = sweeps.run_sweep(longer, store, engine="ray", keep_ray=True, should_stop=stop)
     assert out.stopped and out.errors == []
-    assert [r.status for r in out.runs] == ["stopped", "stopped"]
-    assert all(1 <= len(store.epochs(r.id)) < 300 for r in out.runs)
-    assert len(store.list_runs()) == 2  # the waiting ones never started
+    # Two run at a time on 2 CPUs; on a heavily loaded machine Ray has been seen to start a third
+    # just as the stop arrived. Either way every started run ends stopped with part of its
+    # history, and the last waiting run never starts.
+    assert 2 <= len(out.runs) <= 3
+    assert all(r.status == "stopped" for r in out.runs)
+    assert all(len(store.epochs(r.id)) < 300 for r in out.runs)
+    assert sum(len(store.epochs(r.id)) >= 1 for r in out.runs) >= 2
+    assert len(store.list_runs()) == len(out.runs) < 4  # waiting runs were cancelled
 
 
 # Two Ray nodes on 127.0.0.1, started the way Ray's own multi-node tests start them. `ray start
