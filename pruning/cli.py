@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from pruning.config import ConfigError, RunConfig, Spec, parse_value, specs
 from pruning.schedules import SCHEDULES
-from pruning.validation import (NAME_MAX, check_name, parse_sweep_list, registry,
+from pruning.validation import (NAME_MAX, check_name, follows_schedule, parse_sweep_list, registry,
                                 schedule_params_for, sweep_grid, validate)
 
 if TYPE_CHECKING:  # the store and training import torch; `pruning --help` must not
@@ -225,8 +225,11 @@ def summary_table(run: Run) -> str:
     """One run in full: every ``detail`` metric of the metric table that the run has."""
     from pruning.results import METRICS, time_breakdown_text
 
+    from pruning.methods.base import target_text
+
     s = run.summary
-    lines = [f"run {run.id}  [{run.status}]  {run.label()}"]
+    lines = [f"run {run.id}  [{run.status}]  {run.label()}",
+             f"  {'asked for':<26} {target_text(run.config)}"]
     for metric in METRICS.view("detail"):
         value = metric.value(s)
         if value is not None:
@@ -272,6 +275,13 @@ LIST_CONFIG_COLUMNS = [("id", 22), ("status", 8), ("model", 10), ("method", 11),
                        ("schedule", 10), ("seed", 4), ("target", 7)]
 
 
+def _follows_schedule(method: str) -> bool:
+    try:
+        return follows_schedule(method)
+    except (KeyError, ValueError):  # a method this version no longer has
+        return True
+
+
 def list_table(runs: list[Run]) -> str:
     from pruning.results import METRICS
 
@@ -279,9 +289,15 @@ def list_table(runs: list[Run]) -> str:
     columns = LIST_CONFIG_COLUMNS + [(m.header, max(len(m.header), 8)) for m in metrics]
     header = " ".join(name.ljust(width) for name, width in columns)
     lines = [header, "-" * len(header)]
+    from pruning.methods.base import reads_target_sparsity
+
     for run in runs:
         s, c = run.summary, run.config
-        cells = [run.id, run.status, c.model, c.method, c.schedule, str(c.seed), _pct(c.sparsity)]
+        # no schedule on a run whose method ignores it, no target sparsity it did not aim at
+        # (`show` gives such a method's own target in words)
+        schedule = c.schedule if _follows_schedule(c.method) else "-"
+        target = _pct(c.sparsity) if reads_target_sparsity(c) else "own"
+        cells = [run.id, run.status, c.model, c.method, schedule, str(c.seed), target]
         cells += [m.text(m.value(s), unit=False).replace("–", "-") for m in metrics]
         lines.append(" ".join(cell[:w].ljust(w) for cell, (_, w) in zip(cells, columns)))
     return "\n".join(lines)

@@ -213,8 +213,21 @@ class Run:
     unknown_fields: dict[str, Any] = field(default_factory=dict)
 
     def label(self) -> str:
+        """The run's name, else model·method·schedule·target·seed, leaving out a schedule or a
+        target sparsity that the run's method ignores (i-SpaSP, SSC, ASWL, unification)."""
+        if self.name:
+            return self.name
+        from pruning.methods.base import reads_target_sparsity
+        from pruning.validation import follows_schedule
+
         c = self.config
-        return self.name or f"{c.model}·{c.method}·{c.schedule}·{c.sparsity:g}·s{c.seed}"
+        try:
+            follows = follows_schedule(c.method)
+        except (KeyError, ValueError):  # a method this version no longer has
+            follows = True
+        parts = [c.model, c.method] + ([c.schedule] if follows else [])
+        parts += [f"{c.sparsity:g}"] if reads_target_sparsity(c) else []
+        return "·".join(parts + [f"s{c.seed}"])
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "label": self.label(), "status": self.status,
