@@ -70,6 +70,15 @@ def test_it_passes_the_registry_parametrised_criterion_tests(squared_criterion, 
 
     test_criteria.test_every_combination_exact_monotone_and_model_untouched(
         squared_criterion, scope, granularity)
+    if granularity == "unstructured":  # w² ranks single weights exactly like |w|
+        from pruning.methods.criteria import Pruner
+
+        model, batch = test_criteria.make_net(), test_criteria.make_batch()
+        masks = [pruner(model, pruner.initial_mask(model), 0.6, batch)
+                 for pruner in (Pruner(squared_criterion, scope=scope),
+                                Pruner("magnitude", scope=scope))]
+        assert set(masks[0]) == set(masks[1])
+        assert all(torch.equal(masks[0][name], masks[1][name]) for name in masks[0])
 
 
 def test_a_run_with_it_meets_the_summary_contract_and_shows_in_the_table(
