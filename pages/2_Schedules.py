@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pruning import compare
 from pruning.compare import SCHEDULE_COMPARISON
 from pruning.config import RunConfig, specs
 from pruning.schedules import SCHEDULES, make_schedule
 from pruning.store import Run
 from ui import live, page, pickers, report, state
-from ui.charts import schedules, training
+from ui.charts import schedules
 from ui.safe_text import md
 
 SLOT = "schedules"
@@ -149,20 +148,15 @@ def trained(s: dict) -> None:
 def overlay(chosen: list[Run]) -> None:
     """The chosen runs' curves, averaged over the seeds of each setting, their spread and the
     verdicts on their differences."""
-    epochs = report.grouped_epochs(page.store(), chosen)
-    st.plotly_chart(training.training_curves(epochs, group="group"), key="sch-overlay-curves")
-    page.caption(f"Test accuracy (left) and sparsity (right) per epoch, one line per schedule "
-                 f"({report.seeds_text(chosen)}): the line is the mean over seeds, the band ± one "
-                 f"standard deviation; one colour per method, one dash and marker per schedule. "
-                 f"Right: {training.SPARSITY_LINES}.")
+    report.seed_curves(chosen, key="sch-overlay-curves",
+                       what="Test accuracy (left) and sparsity (right) per epoch, one line per "
+                            "schedule ({seeds}): the line is the mean over seeds, the band ± one "
+                            "standard deviation.")
     table = report.spread_table(chosen)
     if not table.empty:
         st.dataframe(table, hide_index=True, width="stretch")
         page.caption("Final test accuracy of each schedule over its seeds (finished runs).")
-    lines = report.verdict_lines(chosen)
-    if lines:
-        st.markdown("\n".join(f"- {line}" for line in lines))
-        page.caption(f"Differences between schedules in words, by one rule: {compare.RULE}.")
+    report.verdicts(chosen, "Differences between schedules in words, by one rule")
 
 
 def main() -> None:

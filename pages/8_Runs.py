@@ -13,13 +13,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pruning.compare import RULE
 from pruning.export import export_run, metrics_csv
 from pruning.results import METRICS
 from pruning.store import Run
 from ui import formatting, live, page, pickers, report, state
 from pruning.methods import target_text
-from ui.charts import sparsity, training
+from ui.charts import sparsity
 from ui.charts.style import schedule_of
 from ui.safe_text import md
 
@@ -106,16 +105,11 @@ def compare(runs: list[Run]) -> None:
     st.dataframe(table, width="stretch", height=35 * (len(table) + 1) + 3)  # no inner scroll
     st.caption("The chosen runs side by side: accuracy, the three sparsities, parameters, FLOPs "
                "and measured latency.")
-    epochs = report.grouped_epochs(page.store(), chosen)
-    st.plotly_chart(training.training_curves(epochs, group="group"), key="runs-compare-curves")
-    st.caption(f"Test accuracy and sparsity over epochs; runs that differ only in their seed "
-               f"are averaged into one line with a band of ± one standard deviation "
-               f"({report.seeds_text(chosen)}). One colour per method, one dash and marker per "
-               f"schedule. Right: {training.SPARSITY_LINES}.")
-    lines = report.verdict_lines(chosen)
-    if lines:
-        st.markdown("\n".join(f"- {line}" for line in lines))
-        st.caption(f"Differences in final test accuracy in words: {RULE}.")
+    report.seed_curves(chosen, key="runs-compare-curves",
+                       what="Test accuracy and sparsity over epochs; runs that differ only in "
+                            "their seed are averaged into one line with a band of ± one standard "
+                            "deviation ({seeds}).")
+    report.verdicts(chosen, "Differences in final test accuracy in words")
     labels = {r.id: pickers.run_title(r) for r in chosen}
     st.plotly_chart(sparsity.sparsity_bars({labels[r.id]: formatting.shown_summary(r)
                                             for r in chosen}),

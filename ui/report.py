@@ -168,3 +168,22 @@ def verdict_lines(runs: Sequence[Run], metric: str = "test_acc") -> list[str]:
                         if d.verdict == compare.SMALLER_THAN_ONE_EXAMPLE and d.a.test_examples
                         else "") + ".")
     return lines
+
+
+def seed_curves(runs: Sequence[Run], *, key: str, what: str) -> None:
+    """The runs' accuracy and sparsity curves, runs that differ only in their seed averaged into
+    one line with a ± one standard deviation band; ``what`` opens the caption (it may use
+    ``{seeds}``, the seed counts in words)."""
+    epochs = grouped_epochs(store(), runs)
+    st.plotly_chart(training_curves(epochs, group="group"), key=key)
+    caption(what.format(seeds=seeds_text(runs)) + " One colour per method, one dash and marker "
+            f"per schedule. Right: {SPARSITY_LINES}.")
+
+
+def verdicts(runs: Sequence[Run], what: str) -> None:
+    """The differences between the runs' groups in words (``compare``'s rule), then ``what``."""
+    lines = verdict_lines(runs)
+    if lines:
+        st.markdown("\n".join(f"- {line}" for line in lines))
+        caption(f"{what}: {compare.RULE}.")
+

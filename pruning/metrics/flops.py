@@ -88,6 +88,13 @@ def _count_by_hooks(model: nn.Module, input_shape: tuple) -> tuple[int, dict[str
             counts[key] = counts.get(key, 0) + _layer_flops(mod, args, output)
 
         handles.append(module.register_forward_hook(count))
+    _forward_once(model, input_shape, handles)
+    return sum(counts.values()), counts
+
+
+def _forward_once(model: nn.Module, input_shape: tuple, handles: list) -> None:
+    """One eval-mode forward pass on a single sample with ``handles``' hooks in place; the hooks
+    are removed and the model's training mode restored whatever happens."""
     was_training = model.training
     model.eval()
     try:
@@ -97,7 +104,6 @@ def _count_by_hooks(model: nn.Module, input_shape: tuple) -> tuple[int, dict[str
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    return sum(counts.values()), counts
 
 
 def _count(model: nn.Module, input_shape: tuple, layers: bool) -> tuple[int, dict[str, int]]:
@@ -126,8 +132,6 @@ def count_with_counter_mode(model: nn.Module, input_shape: tuple,
     # Imported here: the first use imports torch._dynamo (seconds), which the hooks path avoids.
     from torch.utils.flop_counter import FlopCounterMode
 
-    was_training = model.training
-    model.eval()
     with FlopCounterMode(display=False) as counter:
         handles = []
         for name, module in model.named_modules():
@@ -154,13 +158,7 @@ def count_with_counter_mode(model: nn.Module, input_shape: tuple,
 
             handles.append(module.register_forward_pre_hook(before))
             handles.append(module.register_forward_hook(after))
-        try:
-            with torch.no_grad():
-                model(_example(model, input_shape))
-        finally:
-            for handle in handles:
-                handle.remove()
-            model.train(was_training)
+        _forward_once(model, input_shape, handles)
     total = counter.get_total_flops() - sum(inside.values()) + sum(needed.values())
     return int(total), {k: int(v) for k, v in counts.items()}
 
