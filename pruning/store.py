@@ -406,6 +406,8 @@ class RunStore:
                                  f"PRUNING_HOME ({self.home}) and try again")
         if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
             return exc
+        if isinstance(exc, sqlite3.IntegrityError):  # a constraint, not damage (create_run retries)
+            return exc
         if isinstance(exc, sqlite3.OperationalError) and "readonly" in text:
             return StoreError(f"cannot write to the run store {self.db_path} (read-only); make "
                               f"it writable or point PRUNING_HOME at a folder you can write")
@@ -500,13 +502,24 @@ class RunStore:
 
     def create_run(self, config: RunConfig, environment: dict[str, Any] | None = None,
                    name: str | None = None) -> str:
-        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         owner = owner_identity()  # the process that runs it: see reap_interrupted
-        self._write("INSERT INTO runs (id, created, status, name, config, environment, "
-                    "owner_pid, owner_host, owner_token) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-                    (run_id, time.time(), name, config.to_json(), _dumps(environment or {}),
-                     owner["owner_pid"], owner["owner_host"], owner["owner_token"]),
-                    what="a new run")
+        for attempt in range(8):
+            # The time says when at a glance; six random hex digits tell apart runs created in
+            # the same second (a sweep, a benchmark's generated history), and a clash, rare but
+            # possible, just draws again.
+            run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+            try:
+                self._write("INSERT INTO runs (id, created, status, name, config, environment, "
+                            "owner_pid, owner_host, owner_token) "
+                            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                            (run_id, time.time(), name, config.to_json(),
+                             _dumps(environment or {}), owner["owner_pid"], owner["owner_host"],
+                             owner["owner_token"]),
+                            what="a new run")
+                break
+            except sqlite3.IntegrityError:
+                if attempt == 7:
+                    raise
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         self._keep_reserve()
         return run_id
