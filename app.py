@@ -6,13 +6,13 @@ a few sentences and offers one button that trains the default session (small CNN
 digits, magnitude pruning on the one-cycle schedule to 90 %) in a background job with live
 curves; then it says where to go next and lists the recent runs.
 
-When the server starts, a background thread warms what the first run needs (imports, the
-default data set and model, FLOPs, a training step: ``pruning.warmup``), once per server process,
-so the first visitor's click trains at once instead of first importing for seconds.
+When the first page is served, a background thread warms what the first run needs (imports, the
+default data set and model, FLOPs, a training step: ``pruning.warmup``), once per server process
+(``JobManager.warm_up``), so the first visitor's click trains at once instead of first importing
+for seconds; a run started before the warm-up has ended waits for it rather than compete with it.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import streamlit as st
@@ -95,24 +95,8 @@ def _recent_runs() -> None:
     st.caption("The newest runs in the store, newest first; the Runs page has the full history.")
 
 
-@st.cache_resource(show_spinner=False)
-def _warm_up() -> threading.Thread:
-    """Start the warm-up, once per server process (``st.cache_resource``: shared by sessions)."""
-    def work() -> None:
-        from pruning.warmup import warm_up
-
-        try:
-            warm_up()
-        except Exception:  # a failed warm-up only means the first run pays the imports itself
-            pass
-
-    thread = threading.Thread(target=work, name="pruning-warm-up", daemon=True)
-    thread.start()
-    return thread
-
-
 def main() -> None:
-    _warm_up()
+    live.manager().warm_up()  # once per server process; the first run waits for it to end
     pages = [st.Page(home, title="Home", icon=":material/home:", default=True)]
     pages += [st.Page(str(p)) for p in sorted((ROOT / "pages").glob("*.py"), key=_page_order)]
     st.navigation(pages).run()

@@ -66,6 +66,37 @@ def test_a_job_stops_at_the_time_limit(tmp_path):
     assert run.status == "stopped" and run.error == p.message  # the run says why, too
 
 
+def test_a_job_submitted_during_the_warm_up_trains_only_after_it(tmp_path):
+    """The first run must not compete with the server's warm-up for the GIL: it waits."""
+    clock, steps, order = FakeClock(), [], []
+    warm_up_may_end = threading.Event()
+
+    def slow_warm_up():
+        warm_up_may_end.wait(TIMEOUT)
+        order.append("warm-up ended")
+
+    manager = jobs.JobManager()
+    manager.warm_up(slow_warm_up)
+    manager.warm_up(lambda: order.append("a second warm-up"))  # once per manager
+    release = threading.Event()
+    runner = stepping_runner(clock, steps, release=release)
+
+    def recording_runner(*args, **kwargs):
+        order.append("run started")
+        return runner(*args, **kwargs)
+
+    job = manager.submit(jobs.Job([TINY], RunStore(tmp_path), clock=clock, runner=recording_runner))
+    assert not job.wait(0.3) and steps == []  # held back while the warm-up runs
+    assert "loading PyTorch" in job.progress().message
+    warm_up_may_end.set()
+    release.set()
+    assert job.wait(TIMEOUT) and job.progress().status == "done"
+    assert order == ["warm-up ended", "run started"]
+    # once the warm-up has ended, a job does not wait for anything
+    later = manager.submit(jobs.Job([TINY], RunStore(tmp_path), clock=clock, runner=runner))
+    assert later.wait_until_ready is None and later.wait(TIMEOUT)
+
+
 def test_a_job_stops_once_its_visitor_has_been_gone_for_the_grace_period(tmp_path):
     clock, steps, present = FakeClock(), [], {"here": True}
     job = jobs.Job([TINY], RunStore(tmp_path), clock=clock, owner="tab-1",

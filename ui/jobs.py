@@ -215,6 +215,10 @@ class Job:
         self._within: dict[int, float] = {}  # progress of each config training now
         self._errors: list[str] = []         # one line per config that failed
         self._stop = threading.Event()
+        # Blocks until the server's warm-up has ended (JobManager.submit sets it): a first run
+        # that trained while the warm-up imported the same modules in another thread would wait
+        # for the GIL at each of its many small steps and take several times as long.
+        self.wait_until_ready: Callable[[], None] | None = None
         self._started_at = clock()
         self._next_presence_check = self._started_at
         self._absent_since: float | None = None
@@ -320,6 +324,9 @@ class Job:
         # Process-wide setting (see the module docstring); every job sets the same value. Runs
         # on Ray set their own, one thread per core they were given.
         torch.set_num_threads(self.threads)
+        if self.wait_until_ready is not None:
+            self._update(message="preparing: the server is still loading PyTorch")
+            self.wait_until_ready()
         engine = default_engine() if self._progress.kind == "sweep" and not self._runner \
             else "local"
         self._update(index=1, message=f"preparing run 1 of {len(self.configs)}")
@@ -379,6 +386,32 @@ class JobManager:
         self.keep_finished = keep_finished
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
+        self._warm_up: threading.Thread | None = None
+
+    def warm_up(self, work: Callable[[], Any] | None = None) -> None:
+        """Start ``work`` (default: ``pruning.warmup.warm_up``, the first run's one-time imports
+        and kernels) in a background thread, once per manager; jobs submitted meanwhile wait for
+        it to end before they train. A failed warm-up only means the first run pays it itself."""
+        def default() -> None:
+            from pruning.warmup import warm_up
+
+            warm_up()
+
+        def guarded() -> None:
+            try:
+                (work or default)()
+            except Exception:
+                pass
+
+        with self._lock:
+            if self._warm_up is None:
+                self._warm_up = threading.Thread(target=guarded, name="pruning-warm-up",
+                                                 daemon=True)
+                self._warm_up.start()
+
+    def _wait_for_warm_up(self) -> None:
+        if self._warm_up is not None:
+            self._warm_up.join()
 
     def submit(self, job: Job) -> Job:
         """Start ``job``, or ConfigError when the server or its visitor is at the limit."""
@@ -400,6 +433,8 @@ class JobManager:
             for key in finished[:max(0, len(finished) - self.keep_finished + 1)]:
                 del self._jobs[key]
             self._jobs[job.id] = job
+            if self._warm_up is not None and self._warm_up.is_alive():
+                job.wait_until_ready = self._wait_for_warm_up
         return job.start()
 
     def get(self, job_id: str | None) -> Job | None:
