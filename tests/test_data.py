@@ -41,6 +41,34 @@ def test_digits_split_is_fixed_disjoint_and_stratified():
     assert torch.all((test_counts - 0.2 * all_counts).abs() <= 1)
 
 
+def test_digits_read_without_scikit_learn_equal_its_own_loader_and_split():
+    """The stored split order and the csv reader give exactly what load_digits and
+    train_test_split give (same images, same order), and loading imports no scikit-learn."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from pruning.data.digits import MEAN, SPLIT_SEED, STD, TEST_FRACTION
+
+    bunch = load_digits()
+    images = (bunch.images.astype(np.float32) / 16.0 - MEAN) / STD
+    expected = train_test_split(images, bunch.target, test_size=TEST_FRACTION,
+                                stratify=bunch.target, random_state=SPLIT_SEED)
+    train_x, train_y, test_x, test_y = Digits.load(Path("unused"), download=False, seed=0)
+    for ours, theirs in zip((train_x, test_x, train_y, test_y), expected):
+        assert np.array_equal(ours.squeeze(1).numpy() if ours.dim() == 4 else ours.numpy(),
+                              theirs)
+    probe = ("import sys; from pathlib import Path; from pruning.data.digits import Digits; "
+             "Digits.load(Path('.'), download=False, seed=0); "
+             "print(any(m == 'sklearn' or m.startswith('sklearn.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_digits_normalised_with_constants(digits):
     everything = torch.cat([digits.train_x, digits.test_x])
     assert abs(float(everything.mean())) < 1e-3 and abs(float(everything.std()) - 1) < 1e-3
