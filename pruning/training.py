@@ -422,15 +422,19 @@ def fit(model: nn.Module, ctx: RunContext, *, epochs: int, hooks: TrainHooks | N
     """Train ``model`` for ``epochs`` epochs with ``hooks``; ``ctx.callbacks`` (by default
     ``standard_callbacks()``) evaluate, record and report around the steps.
 
-    The step loop is timed as "training", the hooks' step work as "method"; what fit does
-    outside the loop (optimizer set-up, ``on_train_start``) counts to the caller's open span.
+    The step loop is timed as "training", the hooks' step work as "method", building the
+    optimizer as "setup"; what else fit does outside the loop (``on_train_start``) counts to the
+    caller's open span.
     Raises RunStopped (after recording what it had) when ctx.should_stop() becomes true.
     """
     hooks = hooks or TrainHooks()
     config, data, device, timer = ctx.config, ctx.data, ctx.device, ctx.stopwatch
     callbacks = standard_callbacks() if ctx.callbacks is None else ctx.callbacks
     model.to(device).train()
-    optimizer = make_optimizer(hooks.parameters(model), config, lr)
+    # "setup", not the caller's span: a process's first optimizer imports torch._dynamo (about a
+    # second), a one-time cost that is no part of the method's work
+    with timer("setup"):
+        optimizer = make_optimizer(hooks.parameters(model), config, lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     steps_per_epoch = data.steps_per_epoch("train", config.batch_size)
     total_steps = max(1, epochs * steps_per_epoch)
