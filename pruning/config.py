@@ -18,6 +18,7 @@ not know in ``RunConfig.unknown`` instead of failing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import typing
@@ -125,7 +126,17 @@ class Spec:
 def specs(cls: type | None = None) -> tuple[Spec, ...]:
     """The ``Spec`` of every init field of ``cls`` (default RunConfig; also method/schedule
     parameter dataclasses, whose metadata is optional)."""
-    cls = RunConfig if cls is None else cls
+    cached = _specs(RunConfig if cls is None else cls)
+    # a mutable default is the caller's own copy, never the cached one
+    return tuple(dataclasses.replace(s, default=dict(s.default)) if isinstance(s.default, dict)
+                 else s for s in cached)
+
+
+@functools.lru_cache(maxsize=None)
+def _specs(cls: type) -> tuple[Spec, ...]:
+    # Cached per class: a class's fields and annotations do not change, and resolving the
+    # annotations (typing.get_type_hints) is slow enough that reading 1,000 stored configs
+    # spent most of a page's time here. Spec is frozen; ``specs`` copies dict defaults.
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # an annotation this module cannot resolve: fall back to the defaults' types
