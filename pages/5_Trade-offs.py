@@ -73,6 +73,8 @@ def views(runs: list) -> None:
         return
     tabs = state.linked_tabs([v[0] for v in VIEWS], key="to-view", param="view")
     for tab, (title, x, x_title, higher, log, x_errors, text) in zip(tabs, VIEWS):
+        if not state.is_open(tab):
+            continue
         with tab:
             if x not in frame or frame[x].isna().all():
                 st.info(f"No run in this selection has {x_title.split('(')[0].strip()}; runs "

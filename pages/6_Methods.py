@@ -260,9 +260,7 @@ def unification_tab() -> None:
 tabs = state.linked_tabs(["i-SpaSP", "SSC", "Weight unification"], key="methods-tab",
                          param="method")
 with page.user_errors():
-    with tabs[0]:
-        ispasp_tab()
-    with tabs[1]:
-        ssc_tab()
-    with tabs[2]:
-        unification_tab()
+    for tab, draw in zip(tabs, (ispasp_tab, ssc_tab, unification_tab)):
+        if state.is_open(tab):
+            with tab:
+                draw()

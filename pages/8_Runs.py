@@ -191,14 +191,10 @@ def main() -> None:
         return
     tabs = state.linked_tabs(["History", "Compare", "Details & export", "Rename / delete"],
                              key="runs-tab", param="tab")
-    with tabs[0]:
-        history(runs)
-    with tabs[1]:
-        compare(runs)
-    with tabs[2]:
-        details(runs)
-    with tabs[3]:
-        manage(runs)
+    for tab, draw in zip(tabs, (history, compare, details, manage)):
+        if state.is_open(tab):
+            with tab:
+                draw(runs)
 
 
 main()

@@ -12,8 +12,8 @@ system Chromium (never a browser download), and reports:
   live panel (progress text and metric tiles, sampled in the page every 20 ms);
 - ``page_ready_s``: per page, load of its address → the script finished
   (``data-test-script-state`` of the app turns "notRunning") with the title shown;
-- ``widget_settle_s``: per page, a choice in its first select box → the rerun it causes has
-  finished (None where a page has no select box on first view);
+- ``widget_settle_s``: per page, a choice in its first select box (a multiselect where it has
+  none) → the rerun it causes has finished (None where a page has neither on first view);
 - ``machine``: CPU count and load average before and after (the times are absolute: a busy
   machine makes them longer).
 
@@ -65,6 +65,11 @@ _SETTLED_SINCE = """(since) => {
   const ran = states.some(([t, s]) => t >= since && s === 'running');
   const last = states[states.length - 1];
   return ran && last && last[1] === 'notRunning';
+}"""
+_QUIET_FOR = """(ms) => {
+  const states = window.__benchStates || [];
+  const last = states[states.length - 1];
+  return last && last[1] === 'notRunning' && performance.now() - last[0] >= ms;
 }"""
 _WATCH_LIVE = """() => {
   window.__benchLive = [];
@@ -172,11 +177,18 @@ def _load(page, url: str, timeout_s: float) -> float:
 
 
 def _settle_after_select(page, timeout_s: float) -> float | None:
-    """Seconds from choosing another option in the page's first select box that offers one
-    until the rerun it triggers has finished; None if the page shows no such select box."""
+    """Seconds from choosing another option in the page's first select box that offers one (or,
+    on a page without select boxes, in its first multiselect) until the rerun it triggers has
+    finished; None if the page shows neither."""
     # only boxes on screen: those in a tab not shown or a closed expander cannot be clicked
     boxes = page.locator('[data-testid="stSelectbox"]:visible')
+    if boxes.count() == 0:  # no select box: a multiselect's added choice is the same action
+        boxes = page.locator('[data-testid="stMultiSelect"]:visible')
     page.evaluate(_WATCH_STATE)
+    # A page may rerun once more right after it is ready (e.g. to write its settings into the
+    # address); a select box opened meanwhile is redrawn closed. Wait until nothing has run for
+    # a moment, as a person reading the page would.
+    page.wait_for_function(_QUIET_FOR, arg=300, timeout=timeout_s * 1000, polling=20)
     for index in range(min(boxes.count(), 4)):
         boxes.nth(index).locator('[role="combobox"], input').first.click(
             timeout=timeout_s * 250)

@@ -36,6 +36,7 @@ Definitions (one place for all views):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
@@ -190,12 +191,15 @@ def group_key(run: Run) -> tuple[tuple[str, Any], ...]:
     """The run's config without the seed and the fields that do not change what it learns;
     dict values become sorted tuples so the key is hashable."""
     out = []
-    for field, value in run.config.to_dict().items():
-        if field in NOT_GROUPED or field == "unknown":
+    # the fields read directly: to_dict deep-copies every value, which on a page grouping
+    # 1,000 runs was a tenth of its time
+    for field in dataclasses.fields(run.config):
+        if field.name in NOT_GROUPED or field.name == "unknown":
             continue
+        value = getattr(run.config, field.name)
         if isinstance(value, dict):
             value = tuple(sorted(value.items()))
-        out.append((field, value))
+        out.append((field.name, value))
     return tuple(out)
 
 

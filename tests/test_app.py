@@ -250,14 +250,16 @@ def test_run_page_trains_and_stop_ends_cleanly(empty_home):
 
 # ---- Runs, Trade-offs, Schedules --------------------------------------------------------------
 def test_runs_page_compares_two_runs(full_home):
-    at = app("pages/8_Runs.py")
+    at = app("pages/8_Runs.py", {"tab": "Compare"})
     no_exception(at)
     runs = RunStore(full_home).list_runs()
     picker = at.multiselect(key="runs-compare-pick")
     assert picker.value == [r.id for r in runs]
-    table = at.dataframe[1].value  # [0] is the history
+    table = at.dataframe[0].value  # the open tab's only table (the history is not drawn)
     assert list(table.columns) == [pickers.run_title(r) for r in runs]
     assert table.loc["mask sparsity"].tolist() == ["90.0%", "90.0%"]
+    at.session_state["runs-tab"] = "Details & export"  # what a click on the tab does
+    at.run()
     assert len(at.get("download_button")) == 4
 
 
@@ -281,7 +283,7 @@ def test_runs_page_history_shows_removed_fraction_for_runs_without_mask(empty_ho
 
 
 def test_runs_page_report_says_where_the_time_went(full_home):
-    at = app("pages/8_Runs.py")
+    at = app("pages/8_Runs.py", {"tab": "Details & export"})
     no_exception(at)
     where = [c.value for c in at.caption if c.value.startswith("Where the time went")]
     assert where, [c.value for c in at.caption]
@@ -291,7 +293,7 @@ def test_runs_page_report_says_where_the_time_went(full_home):
 def test_runs_page_deletes_a_run(own_copy):
     store = RunStore(own_copy)
     victim = store.list_runs()[0]
-    at = app("pages/8_Runs.py")
+    at = app("pages/8_Runs.py", {"tab": "Rename / delete"})
     at.selectbox(key="runs-manage-pick").set_value(victim.id).run()
     assert at.button(key="runs-delete").disabled  # needs the confirmation first
     at.checkbox(key=f"runs-del-ok-{victim.id}").check().run()
@@ -304,7 +306,13 @@ def test_runs_page_deletes_a_run(own_copy):
 def test_tradeoffs_page_draws_front_and_filters(full_home):
     at = app("pages/5_Trade-offs.py")
     no_exception(at)
-    assert len(at.get("plotly_chart")) == 2  # sparsity and FLOPs; no latency was measured
+    assert len(at.get("plotly_chart")) == 1  # only the open view is drawn: weights kept
+    at.session_state["to-view"] = "Accuracy vs FLOPs"  # what a click on the tab does
+    at.run()
+    assert len(at.get("plotly_chart")) == 1 and not at.info
+    at.session_state["to-view"] = "Accuracy vs latency"
+    at.run()
+    assert not at.get("plotly_chart")  # no latency was measured: the view says so instead
     assert any("latency" in i.value for i in at.info)
     at.multiselect(key="to-filter-schedule").set_value([]).run()
     assert any("No run matches" in i.value for i in at.info)
@@ -325,7 +333,7 @@ def test_tradeoffs_sweep_runs_in_background(empty_home):
     no_exception(at)
     runs = RunStore(empty_home).list_runs()
     assert sorted(r.config.sparsity for r in runs) == [0.5, 0.8]
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("plotly_chart")) == 1  # the open view of the trade-offs
 
 
 def test_tradeoffs_bad_sweep_shows_error(empty_home):
@@ -567,13 +575,14 @@ def method_store(tmp_path_factory) -> Path:
     return home
 
 
-@pytest.mark.parametrize("page, keys", [
-    ("pages/3_Layer_attention.py", {"aswl-attention", "aswl-ratio"}),
-    ("pages/6_Methods.py", {"admm-distance", "admm-fractions"}),
+@pytest.mark.parametrize("page, keys, query", [
+    ("pages/3_Layer_attention.py", {"aswl-attention", "aswl-ratio"}, {}),
+    ("pages/6_Methods.py", {"admm-distance", "admm-fractions"}, {"method": "Weight unification"}),
 ])
-def test_method_pages_draw_their_side_by_side_charts(page, keys, method_store, monkeypatch):
+def test_method_pages_draw_their_side_by_side_charts(page, keys, query, method_store,
+                                                     monkeypatch):
     monkeypatch.setenv("PRUNING_HOME", str(method_store))
-    at = app(page)
+    at = app(page, query)
     no_exception(at)
     drawn = [chart.proto.id for chart in at.get("plotly_chart")]  # "$$ID-<hash>-<key>"
     assert all(any(chart_id.endswith("-" + key) for chart_id in drawn) for key in keys), drawn

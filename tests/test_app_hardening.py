@@ -184,7 +184,7 @@ def test_runs_page_names_missing_files_and_offers_no_export_of_them(home_copy):
     store = RunStore(home_copy)
     newest = store.list_runs()[0]  # the one the pickers open on
     store.model_path(newest.id).unlink()
-    at = app("pages/8_Runs.py")
+    at = app("pages/8_Runs.py", {"tab": "Details & export"})
     no_exception(at)
     warnings = [w.value for w in at.warning if newest.id in w.value]
     assert warnings and "files are incomplete: model.pt" in warnings[0]

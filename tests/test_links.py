@@ -99,7 +99,8 @@ CASES = [
     ("pages/5_Trade-offs.py", "text_input", "to-sw-seeds", "0, 1", "sweep.seeds", "0, 1"),
     ("pages/5_Trade-offs.py", "checkbox", "to-sw-latency", False, "sweep.latency", "false"),
     ("pages/6_Methods.py", "toggle", "ispasp-relative", False, "ispasp.relative", "false"),
-    ("pages/6_Methods.py", "selectbox", "ssc-layer", "conv3.0", "ssc.layer", "conv3.0"),
+    ("pages/6_Methods.py", "selectbox", "ssc-layer", "conv3.0", "ssc.layer", "conv3.0",
+     {"method": "SSC"}),  # only the open tab is drawn
     ("pages/7_Speed_lab.py", "selectbox", "speedlab-run", "{iterative}", "run", "{iterative}"),
     ("pages/7_Speed_lab.py", "multiselect", "speedlab-batches", [1, 32], "batches", "1,32"),
     ("pages/7_Speed_lab.py", "selectbox", "speedlab-layout", "channels_last", "layout",
@@ -107,8 +108,9 @@ CASES = [
     ("pages/7_Speed_lab.py", "select_slider", "speedlab-seconds", 3.0, "seconds", "3"),
     ("pages/8_Runs.py", "multiselect", "runs-status", [], "status", ""),
     ("pages/8_Runs.py", "multiselect", "runs-compare-pick", ["{aswl}", "{iterative}"],
-     "compare", "{aswl},{iterative}"),
-    ("pages/8_Runs.py", "selectbox", "runs-detail-pick", "{aswl}", "details", "{aswl}"),
+     "compare", "{aswl},{iterative}", {"tab": "Compare"}),
+    ("pages/8_Runs.py", "selectbox", "runs-detail-pick", "{aswl}", "details", "{aswl}",
+     {"tab": "Details & export"}),
 ]
 CASES = [case if len(case) == 7 else (*case, {}) for case in CASES]  # + the link's other params
 IDS = [f"{case[0].split('_', 1)[1][:-3]}-{case[4]}" for case in CASES]
@@ -211,7 +213,8 @@ def test_a_bad_link_names_the_parameter_and_opens_with_the_default(home, page, k
 
 
 def test_a_link_keeps_the_known_runs_of_a_list_and_names_the_unknown(home):
-    at = app("pages/8_Runs.py", {"compare": f"{home['aswl']},gone-run,{home['ssc']}"})
+    at = app("pages/8_Runs.py", {"tab": "Compare",
+                                 "compare": f"{home['aswl']},gone-run,{home['ssc']}"})
     healthy(at)
     assert at.multiselect(key="runs-compare-pick").value == [home["aswl"], home["ssc"]]
     (warning,) = [w.value for w in at.warning]

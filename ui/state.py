@@ -205,6 +205,16 @@ def linked(draw: Callable[..., Any], *args: Any, key: str, param: str, codec: Co
 
 
 def linked_tabs(labels: Sequence[str], *, key: str, param: str) -> Sequence[Any]:
-    """``st.tabs(labels)`` whose open tab is kept in the URL's ``param`` (by its label)."""
+    """``st.tabs(labels)`` whose open tab is kept in the URL's ``param`` (by its label).
+
+    Switching tabs reruns the page (so the URL follows), and each tab knows whether it is the
+    open one: draw a tab's content only ``if is_open(tab)``, so a page computes and sends one
+    tab's charts, not every tab's (the browser would lay out the hidden ones too)."""
     return linked(st.tabs, list(labels), key=key, param=param, codec=choice(list(labels)),
-                  on_change="rerun")  # a rerun on every switch, so the URL follows the tab
+                  on_change="rerun")
+
+
+def is_open(tab: Any) -> bool:
+    """Whether ``tab`` (from ``linked_tabs``) is the one shown; True where Streamlit does not
+    say (then every tab is drawn, as plain ``st.tabs`` does)."""
+    return getattr(tab, "open", None) is not False
