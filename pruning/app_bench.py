@@ -181,14 +181,14 @@ def _settle_after_select(page, timeout_s: float) -> float | None:
     on a page without select boxes, in its first multiselect) until the rerun it triggers has
     finished; None if the page shows neither."""
     # only boxes on screen: those in a tab not shown or a closed expander cannot be clicked
+    page.evaluate(_WATCH_STATE)
+    # The browser draws the last widgets a moment after the script has finished, and a page may
+    # rerun once more right after it is ready; a select box opened meanwhile is redrawn closed.
+    # Wait until nothing has run for a moment, as a person reading the page would.
+    page.wait_for_function(_QUIET_FOR, arg=300, timeout=timeout_s * 1000, polling=20)
     boxes = page.locator('[data-testid="stSelectbox"]:visible')
     if boxes.count() == 0:  # no select box: a multiselect's added choice is the same action
         boxes = page.locator('[data-testid="stMultiSelect"]:visible')
-    page.evaluate(_WATCH_STATE)
-    # A page may rerun once more right after it is ready (e.g. to write its settings into the
-    # address); a select box opened meanwhile is redrawn closed. Wait until nothing has run for
-    # a moment, as a person reading the page would.
-    page.wait_for_function(_QUIET_FOR, arg=300, timeout=timeout_s * 1000, polling=20)
     for index in range(min(boxes.count(), 4)):
         boxes.nth(index).locator('[role="combobox"], input').first.click(
             timeout=timeout_s * 250)
@@ -197,10 +197,15 @@ def _settle_after_select(page, timeout_s: float) -> float | None:
         except Exception:  # this box did not open (disabled): try the next one
             page.keyboard.press("Escape")
             continue
-        others = page.locator('[role="option"]:not([aria-selected="true"])')
-        if others.count() == 0:  # a single choice: nothing to change
+        # a multiselect with every choice taken lists only "No results"
+        others = page.locator('[role="option"]:not([aria-selected="true"])').filter(
+            has_not_text="No results")
+        if others.count() == 0:
             page.keyboard.press("Escape")
-            continue
+            # nothing to add: removing a choice from a multiselect changes it as well
+            others = boxes.nth(index).locator('button[aria-label^="Remove "]')
+            if others.count() == 0:  # a single choice: nothing to change
+                continue
         since = page.evaluate("() => performance.now()")
         started = time.perf_counter()
         others.first.click()
