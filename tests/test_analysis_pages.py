@@ -157,10 +157,13 @@ def test_mask_film_figure_has_one_frame_per_aligned_snapshot_and_a_play_button(t
     fig = mask_charts.mask_film_figure([("one_cycle", film), ("iterative", film)],
                                   mv.progress_alignment(film.epochs, film.epochs))
     assert len(fig.frames) == 3 and len(fig.data) == 2
-    assert np.array_equal(np.asarray(fig.frames[2].data[0].z), film.frames[2])
+    # sent as whole percent in one byte per cell: 0 pruned, 100 kept, 200 regrown
+    z = np.asarray(fig.frames[2].data[0].z)
+    assert z.dtype == np.uint8
+    assert np.array_equal(z, np.rint(film.frames[2] * 100))
     assert fig.layout.updatemenus[0].buttons[0].label.endswith("play")
-    # three states on one scale: pruned 0, kept 1, regrown 2, each named on the colour bar
-    assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 2
+    # three states on one scale, each named on the colour bar
+    assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 200
     assert list(fig.layout.coloraxis.colorbar.ticktext) == ["pruned", "kept", "regrown"]
     colors = {c for _, c in fig.layout.coloraxis.colorscale}
     assert len({fig.layout.coloraxis.colorscale[0][1], fig.layout.coloraxis.colorscale[1][1],

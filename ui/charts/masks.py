@@ -23,13 +23,27 @@ FILM_COLORSCALE = [[0.0, MASK_PRUNED], [0.5, MASK_KEPT], [0.5001, "#f6c48a"],
                    [1.0, MASK_REGROWN]]
 
 
+#: a film's cell values are sent as whole percent: 0 pruned … 100 kept, up to 200 regrown
+FILM_SCALE = 100
+
+
+def film_cells(frame: np.ndarray) -> np.ndarray:
+    """One frame's cells as uint8 percent (``FILM_SCALE`` × the value; see ``masks_view``).
+
+    A film is dozens of frames of up to 128×128 cells per run; sent as floats with a word per
+    cell for the hover it was 7 MB for two runs, which the server built and the browser parsed
+    at every change of the page. As one byte per cell (plotly sends numpy arrays as binary) it
+    is ~30 times smaller; a percent is finer than any colour step of the scale."""
+    return np.rint(np.clip(frame, 0.0, 2.0) * FILM_SCALE).astype(np.uint8)
+
+
 def _heatmap(frame: np.ndarray, showscale: bool, coloraxis: str = "coloraxis") -> go.Heatmap:
     rows, cols = frame.shape
-    state = np.where(frame > 1.0, "regrown (pruned earlier, kept again)",
-                     np.where(frame >= 1.0, "kept", np.where(frame <= 0.0, "pruned", "partly kept")))
-    return go.Heatmap(z=frame, coloraxis=coloraxis, showscale=showscale, text=state,
-                      hovertemplate="row %{y}, column %{x}: %{text}<extra></extra>",
-                      x=np.arange(cols), y=np.arange(rows))
+    return go.Heatmap(z=film_cells(frame), coloraxis=coloraxis, showscale=showscale,
+                      hovertemplate="row %{y}, column %{x}: %{z}<br>0 = pruned, 100 = kept, "
+                                    "above 100 = regrown (a cell that stands for several "
+                                    "weights: their average)<extra></extra>",
+                      x=np.arange(cols, dtype=np.uint16), y=np.arange(rows, dtype=np.uint16))
 
 
 def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
@@ -72,8 +86,8 @@ def mask_film_figure(films: Sequence[tuple[str, LayerFilm]],
     fig.frames = frames
     prefix = "epoch " if len(films) == 1 else "epoch (left run) "
     fig.update_layout(
-        coloraxis=dict(colorscale=FILM_COLORSCALE, cmin=0.0, cmax=2.0,
-                       colorbar=dict(title="weight", tickvals=[0.0, 1.0, 2.0],
+        coloraxis=dict(colorscale=FILM_COLORSCALE, cmin=0, cmax=2 * FILM_SCALE,
+                       colorbar=dict(title="weight", tickvals=[0, FILM_SCALE, 2 * FILM_SCALE],
                                      ticktext=["pruned", "kept", "regrown"], len=0.8)),
         updatemenus=[{
             "type": "buttons", "direction": "left", "x": 0.0, "y": -0.14, "xanchor": "left",
