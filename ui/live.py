@@ -136,8 +136,9 @@ def live_panel(job_id: str | None, *, key: str, show_curves: bool = True,
     """Show a job's progress, live curves and a Stop button; None if the job is unknown.
 
     While the job runs, a fragment refreshes every ``REFRESH_S`` seconds without rerunning the
-    page; when the job ends it reruns the whole page once so the page can draw the result. After
-    that the panel shows the final status line (and returns the final progress).
+    page; when the job ends the fragment draws the outcome and the run's curves, then reruns the
+    whole page once so the page can draw what the run changed. After that the panel shows the
+    final status line (and returns the final progress).
     """
     job = manager().get(job_id)
     if job is None:
@@ -147,8 +148,7 @@ def live_panel(job_id: str | None, *, key: str, show_curves: bool = True,
     @st.fragment(run_every=REFRESH_S if started_running else None)
     def panel() -> None:
         p = job.progress()
-        if started_running and not p.running:
-            st.rerun()  # the job ended: let the page draw the result from the store
+        ended_now = started_running and not p.running
         if p.running:
             st.progress(p.fraction, text=_progress_text(p))
             _metrics_row(p)
@@ -164,6 +164,10 @@ def live_panel(job_id: str | None, *, key: str, show_curves: bool = True,
             _final_message(p)
         if show_curves and p.run_id and (p.running or p.kind == "run"):
             _live_curves(p, store or job.store, key)
+        if ended_now:
+            # The job ended: its outcome and curves are drawn above already (the visitor sees
+            # them at once); now the whole page reruns to draw what the new run changes.
+            st.rerun()
 
     panel()
     return job.progress()
