@@ -499,6 +499,15 @@ class Pruner:
         state.prune(lowest_entries(state.ranked(scores), n_drop))
         return state.mask
 
+    def device_masks(self, mask: Mask, dtype: torch.dtype) -> dict[str, torch.Tensor] | None:
+        """``mask`` as 1.0/0.0 tensors on the weights' device, without copying, when it is the
+        mask this pruner's per-step path returned last (float32 weights); else None. The
+        tensors are updated in place by the next pruning step: read them, never keep them."""
+        state = self._live
+        if state is None or state.mask is not mask or dtype != state.keep.dtype:
+            return None
+        return state.keep_views
+
 
 class _LiveWeights:
     """The last mask of ``Pruner._prune_live`` as one flat vector over the prunable weights
@@ -514,6 +523,11 @@ class _LiveWeights:
         device = next(iter(params.values())).device
         kept = self.flat.to(device=device, dtype=torch.float32)
         self.pruned_inf = (1.0 - kept) / kept   # (n,) +inf where pruned, 0 where kept
+        # (n,) 1.0 kept / 0.0 pruned on the device, updated in place: its per-layer views are the
+        # masks that training multiplies into the weights after every step (no copies per step)
+        self.keep = kept
+        self.keep_views = {name: piece.view(p.shape) for (name, p), piece in zip(
+            params.items(), kept.split([p.numel() for p in params.values()]))}
         self.kept = int(self.flat.sum())
         self._ranked: torch.Tensor | None = None  # reused buffer of ``ranked``
 
@@ -546,6 +560,7 @@ class _LiveWeights:
     def prune(self, removed: torch.Tensor) -> None:
         """Prune the flat positions ``removed`` (live ones) too; ``mask`` becomes the result."""
         self.pruned_inf[removed] = float("inf")
+        self.keep[removed] = 0.0
         removed = removed.cpu()
         self.flat[removed] = False
         self.kept -= removed.numel()

@@ -43,6 +43,7 @@ class ScheduledHooks(TrainHooks):
         self.recent = deque(first_batches, maxlen=pruner.batches if pruner is not None else 1)
         self.current: Mask | None = None
         self.device_masks: dict[str, torch.Tensor] = {}
+        self._masked: tuple[list, list] = ([], [])  # (weights, their masks) for _apply
         self.params: dict[str, nn.Parameter] = {}
         self.target = 0.0
         self.pruned_target = -1.0
@@ -75,15 +76,20 @@ class ScheduledHooks(TrainHooks):
 
     def _cache(self, model) -> None:
         if len(self.current) == 0:
-            self.device_masks = {}
+            self.device_masks, self._masked = {}, ([], [])
             return
         weight = self.params[next(iter(self.current))]
-        self.device_masks = self.current.to(weight.device, weight.dtype)
+        # the per-step pruner keeps its mask on the device already: use it without a copy
+        self.device_masks = (self.pruner.device_masks(self.current, weight.dtype)
+                             or self.current.to(weight.device, weight.dtype))
+        names = list(self.device_masks)
+        self._masked = ([self.params[n] for n in names], [self.device_masks[n] for n in names])
 
     @torch.no_grad()
     def _apply(self) -> None:
-        for name, keep in self.device_masks.items():
-            self.params[name].mul_(keep)
+        params, masks = self._masked
+        if params:
+            torch._foreach_mul_(params, masks)  # one call for every layer (as optimizers do)
 
     def after_step(self, model, step, progress, batch):
         if self.pruner.batches > 1:
