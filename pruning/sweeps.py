@@ -20,7 +20,7 @@ error when a worker or node dies.
 One writer. Workers never open the SQLite store (it may not even be on their machine). Each
 task runs the ordinary ``run_session`` against a ``StoreProxy``: an object with the write side
 of ``RunStore`` that pushes every record (run created, epoch row, trace, mask snapshot, progress
-event) to a ``RecordSink`` actor pinned to this process's node. The driver drains that sink a
+event) to a ``RecordSink`` actor pinned to this process's node, in batches a few times a second. The driver drains that sink a
 few times a second and writes the records through ``RunStore`` in arrival order, so the app
 shows sweep runs live exactly as local ones. The final model and the run's end (status, summary,
 error) come back as the task's result, and are written after every streamed record of that run.
@@ -62,6 +62,8 @@ ENGINE_VARIABLE = "PRUNING_SWEEP_ENGINE"
 ADDRESS_VARIABLE = "PRUNING_RAY_ADDRESS"
 #: how often the driver writes what arrived (seconds)
 POLL_S = 0.2
+#: how often a worker sends its buffered records to the driver (seconds)
+FLUSH_S = 0.25
 #: how often a worker asks the driver whether to stop (seconds): Stop acts within about a second
 STOP_POLL_S = 0.5
 #: how long running tasks get to end cleanly after Stop before they are cancelled by force
@@ -258,8 +260,8 @@ class RecordSink:
         self._records: list[tuple] = []
         self._stop = False
 
-    def push(self, record: tuple) -> None:
-        self._records.append(record)
+    def push(self, records: list[tuple]) -> None:
+        self._records.extend(records)
 
     def drain(self) -> list[tuple]:
         records, self._records = self._records, []
@@ -280,6 +282,8 @@ class StoreProxy:
     def __init__(self, sink, key: str):
         self.sink, self.key = sink, key
         self.pushed = 0  # records sent: the driver finishes the run once it has them all
+        self._buffer: list[tuple] = []
+        self._flushed_at = time.monotonic()
         self._snapshot_steps: list[dict[str, Any]] = []
         self._config: RunConfig | None = None
         self._environment: dict[str, Any] = {}
@@ -289,10 +293,21 @@ class StoreProxy:
         self.whole_module = False
 
     def _push(self, *record: Any) -> None:
-        # Never waited for here: a task blocked in ray.get lends its CPU to the next task, and
-        # Ray would start more runs (and worker processes) than there are cores.
-        self.sink.push.remote((self.key, *record))
+        self._buffer.append((self.key, *record))
         self.pushed += 1
+        # Records travel in batches, a few a second: one actor call per record cost the sink
+        # and the driver a tenth of a 2-core machine in a sweep. The run's creation goes at once
+        # (the driver shows the run from then on).
+        if record[0] == "create" or time.monotonic() - self._flushed_at >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is buffered. Never waited for: a task blocked in ray.get lends its CPU to
+        the next task, and Ray would start more runs (and worker processes) than cores."""
+        if self._buffer:
+            self.sink.push.remote(self._buffer)
+            self._buffer = []
+        self._flushed_at = time.monotonic()
 
     def create_run(self, config: RunConfig, environment: dict[str, Any] | None = None,
                    name: str | None = None) -> str:
@@ -308,9 +323,10 @@ class StoreProxy:
         self._push("trace", kind, int(step), payload)
 
     def add_snapshot(self, run_id: str, step: int, epoch: float, mask: Mask) -> None:
+        sparsity = mask.sparsity()
         self._snapshot_steps.append({"step": int(step), "epoch": float(epoch),
-                                     "sparsity": mask.sparsity()})
-        self._push("snapshot", int(step), float(epoch), mask.to_bytes())
+                                     "sparsity": sparsity})
+        self._push("snapshot", int(step), float(epoch), mask.to_bytes(), sparsity)
 
     def snapshots(self, run_id: str) -> list[dict[str, Any]]:
         return list(self._snapshot_steps)
@@ -375,9 +391,11 @@ def remote_run(config: RunConfig, name: str | None, key: str, sink, download: bo
         run_session(config, proxy, on_event=on_event, should_stop=should_stop,
                     download=download, name=name, measure_latency=measure_latency)
     except ConfigError as exc:  # refused before anything was recorded: say which worker
+        proxy.flush()
         return {"key": key, "records": proxy.pushed,
                 "refused": f"on worker {socket.gethostname()} "
                            f"({ray.util.get_node_ip_address()}): {exc}"}
+    proxy.flush()
     return {"key": key, "records": proxy.pushed, **proxy.end, "model": proxy.model,
             "whole_module": proxy.whole_module}
 
@@ -500,8 +518,7 @@ class _RaySweep:
             elif kind == "trace":
                 store.add_trace(run_id, *values)
             elif kind == "snapshot":
-                step, epoch, blob = values
-                store.add_snapshot(run_id, step, epoch, Mask.from_bytes(blob))
+                store.add_snapshot_bytes(run_id, *values)  # step, epoch, bytes, sparsity
             elif kind == "event":
                 phase, step, total, metrics = values
                 if phase == "created":
