@@ -117,7 +117,8 @@ def trained(s: dict) -> None:
     st.caption(f"Trains **{md(base.model)}** on **{md(base.dataset)}** with **{md(base.method)}**, "
                f"{base.epochs} epochs, once per chosen schedule and seed "
                f"({', '.join(map(str, SCHEDULE_COMPARISON['seed']))}), with the sliders' shape: "
-               f"{len(configs)} run(s) one after another in the background.")
+               f"{len(configs)} run(s) in the background, as many at once as the machine has cores "
+               f"(a sweep on Ray; one after another where Ray is not available).")
     if st.button("Train under each schedule", type="primary", key="sch-train",
                  disabled=not s["names"] or live.slot_running(SLOT)):
         live.start_job(SLOT, configs)

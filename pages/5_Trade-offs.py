@@ -154,9 +154,10 @@ def sweep_form() -> list[RunConfig] | None:
 
 def sweep() -> None:
     st.subheader("Sweep")
-    st.markdown("Train one run per combination below, one after another, to draw a trade-off "
-                "curve. The page stays usable while it trains; Stop ends it after the current "
-                "step (finished runs are kept).")
+    st.markdown("Train one run per combination below to draw a trade-off curve, as many at "
+                "once as the machine has cores (a sweep on Ray; one after another where Ray is "
+                "not available). The page stays usable while it trains; Stop ends the runs "
+                "after their current step (finished runs are kept).")
     configs = sweep_form()
     running = live.slot_running(SLOT)
     if configs:

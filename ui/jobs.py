@@ -185,7 +185,9 @@ class JobProgress:
 
 
 class Job:
-    """One background job: trains ``configs`` one after another with ``run_session``.
+    """One background job: trains ``configs`` through ``pruning.sweeps.run_sweep`` (a sweep on
+    Ray, several runs at once; a single run, or any job where Ray is unavailable, in turn in
+    this thread with ``run_session``).
 
     ``owner`` names the visitor (browser session) that started it and ``owner_present`` says
     whether that visitor is still connected; ``clock`` (seconds, monotonic) measures the time
