@@ -30,7 +30,8 @@ config. A worker that dies mid-run leaves its run ``failed`` ("worker lost ...")
 that reached the driver. Stop (``should_stop`` true, or Ctrl-C) cancels the tasks not yet
 running and asks the running ones, through the sink, to stop; they end ``stopped`` with their
 history, as a local run does. A cluster that goes away ends the sweep with ``SweepOutcome.
-aborted`` saying so; every run it had started is recorded ``failed`` with what it had.
+aborted`` saying so; every run it had started is recorded ``failed`` with what it had, and this
+process leaves the cluster (Ray ends a driver still connected to a cluster that has gone).
 
 Data on workers: the embedded digits need nothing; torchvision datasets are read from each
 worker's own ``PRUNING_DATA``, and a worker without them refuses the run with a message that
@@ -70,6 +71,11 @@ STOP_POLL_S = 0.5
 STOP_GRACE_S = 30.0
 #: a driver call to the cluster that takes longer than this means the cluster has gone
 CLUSTER_TIMEOUT_S = 30.0
+#: how long a failed task waits before its run is recorded as one lost worker. When the whole
+#: cluster goes, Ray often reports a task's node dead while the sink still answers for a moment
+#: (seen with every node killed at once); waiting tells the two apart, and the records the
+#: worker sent just before it died are written meanwhile.
+LOST_GRACE_S = 3.0
 
 OnEvent = Callable[[int, Event], None]
 OnRunEnd = Callable[[int, "Run | None", "str | None"], None]
@@ -131,11 +137,14 @@ def run_sweep(configs: Sequence[RunConfig], store: RunStore, *,
                 raise ConfigError(str(exc)) from None
             note = f"{exc}; running the sweep in this process instead"
         else:
+            sweep = _RaySweep(ray, configs, store, names, on_event, on_run_end, should_stop,
+                              download, measure_latency)
             try:
-                return _RaySweep(ray, configs, store, names, on_event, on_run_end, should_stop,
-                                 download, measure_latency).run()
+                return sweep.run()
             finally:
-                if not keep_ray and not address:
+                # A driver left connected to a cluster that has gone is killed by Ray about a
+                # minute later (its GCS client gives up and exits the process): the app with it.
+                if sweep.cluster_lost or (not keep_ray and not address):
                     ray.shutdown()
     outcome = _local_sweep(configs, store, names, on_event, on_run_end, should_stop, download,
                            measure_latency, runner)
@@ -430,6 +439,9 @@ class _RaySweep:
         self.received: dict[str, int] = {}  # task key -> records drained so far
         # task key -> (result, when it came): results whose streamed records are still on the way
         self.early: dict[str, tuple[dict[str, Any], float]] = {}
+        self.cluster_lost = False  # the sweep ended because the cluster went away
+        # task key -> (why it failed, when): tasks lost, not yet recorded (see LOST_GRACE_S)
+        self.failing: dict[str, tuple[Exception, float]] = {}
 
     def run(self) -> SweepOutcome:
         ray = self.ray
@@ -455,6 +467,7 @@ class _RaySweep:
             from ray.exceptions import RayError
 
             lost = isinstance(exc, (RayError, ConnectionError, TimeoutError))
+            self.cluster_lost = lost
             self._abort(exc, "the Ray cluster went away" if lost else "the sweep's driver failed")
         finally:
             self.outcome.runs = [self.runs[i] for i in sorted(self.runs)]
@@ -462,7 +475,7 @@ class _RaySweep:
 
     def _loop(self) -> None:
         ray = self.ray
-        while self.pending or self.early:
+        while self.pending or self.early or self.failing:
             try:
                 ready = []
                 if self.pending:
@@ -482,6 +495,10 @@ class _RaySweep:
                         or time.monotonic() - since > CLUSTER_TIMEOUT_S:
                     del self.early[key]
                     self._finish(key, result)
+            for key, (exc, since) in list(self.failing.items()):
+                if time.monotonic() - since > LOST_GRACE_S:
+                    del self.failing[key]
+                    self._lost(self.index_of[key], key, exc)
             if self.should_stop():
                 self._stop()
             if self.stop_sent_at is not None \
@@ -530,7 +547,12 @@ class _RaySweep:
         try:
             result = self.ray.get(ref, timeout=CLUSTER_TIMEOUT_S)
         except Exception as exc:  # the worker (or its node) died, or the task was cancelled
-            self._lost(self.index_of[key], key, exc)
+            from ray.exceptions import TaskCancelledError
+
+            if isinstance(exc, TaskCancelledError):
+                self._lost(self.index_of[key], key, exc)
+            else:  # recorded after LOST_GRACE_S, unless the whole cluster has gone by then
+                self.failing[key] = (exc, time.monotonic())
             return
         self.early[key] = (result, time.monotonic())
 

@@ -1,5 +1,6 @@
 """Sweeps on Ray: a local Ray gives the same runs as the in-process loop, Stop ends them cleanly,
-and on a two-node cluster a worker killed mid-run leaves its run ``failed`` with its history.
+and on a two-node cluster a worker killed mid-run leaves its run ``failed`` with its history, and
+the whole cluster killed mid-sweep aborts the sweep with every started run ``failed``.
 
 Every Ray process a test starts is stopped by it: the local Ray by ``ray.shutdown()``, the
 two-node cluster by ending the process group it leads. Only
@@ -153,15 +154,21 @@ cluster.shutdown()
 NO_TOKEN = {"RAY_AUTH_MODE": "disabled"}
 
 
-def _start_cluster(log: Path) -> tuple[subprocess.Popen, str]:
-    """The two-node cluster, leading its own process group so the test can end all of it."""
+@pytest.fixture
+def two_nodes(tmp_path):
+    """(process, address) of the two-node cluster. It leads its own process group, which is
+    ended after the test whatever the test did (or failed to do)."""
+    log = tmp_path / "cluster.log"
     cluster = subprocess.Popen(
         [sys.executable, "-c", TWO_NODES], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=log.open("w"), text=True, start_new_session=True,
         env=dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", **NO_TOKEN))  # 127.0.0.1 only
-    address = cluster.stdout.readline().strip()
-    assert address.startswith("127.0.0.1:"), log.read_text()[-2000:]
-    return cluster, address
+    try:
+        address = cluster.stdout.readline().strip()
+        assert address.startswith("127.0.0.1:"), log.read_text()[-2000:]
+        yield cluster, address
+    finally:
+        _end_cluster(cluster)
 
 
 def _end_cluster(cluster: subprocess.Popen) -> None:
@@ -177,8 +184,8 @@ def _end_cluster(cluster: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_two_node_cluster_worker_killed_mid_run(tmp_path):
-    cluster, address = _start_cluster(tmp_path / "cluster.log")
+def test_two_node_cluster_worker_killed_mid_run(tmp_path, two_nodes):
+    _, address = two_nodes
     driver = None
     try:
         home = tmp_path / "home"
@@ -213,4 +220,81 @@ def test_two_node_cluster_worker_killed_mid_run(tmp_path):
         if driver is not None and driver.poll() is None:
             driver.kill()
             driver.wait()
-        _end_cluster(cluster)
+
+
+# The driver of a sweep whose cluster the test kills. It runs in a process of its own: Ray keeps
+# one runtime per process, with settings fixed when it first starts (a local Ray of an earlier
+# test turns on token authentication for the whole process, and this cluster has none). It
+# prints what run_sweep returned and what its store then holds, as one JSON line.
+GONE_DRIVER = """
+import json, sys
+from pruning import sweeps
+from pruning.config import RunConfig
+from pruning.store import RunStore
+
+home, address, configs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+# A call to the gone cluster that hangs gives up after 5 s instead of 30: a short test.
+sweeps.CLUSTER_TIMEOUT_S = 5.0
+store, created, ended = RunStore(home), [], []
+outcome = sweeps.run_sweep(
+    [RunConfig.from_dict(json.loads(c)) for c in configs], store, engine="ray", address=address,
+    on_event=lambda i, e: e.phase == "created" and created.append(e.metrics["run_id"]),
+    on_run_end=lambda i, run, error: ended.append(i))
+import ray
+print(json.dumps({"aborted": outcome.aborted, "errors": outcome.errors,
+                  "stopped": outcome.stopped, "runs": [r.id for r in outcome.runs],
+                  "created": created, "ended": ended, "connected": ray.is_initialized(),
+                  "store": {r.id: [r.status, r.error] for r in store.list_runs()}}), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_cluster_gone_mid_sweep_aborts_it_and_fails_its_runs(tmp_path, two_nodes):
+    cluster, address = two_nodes
+    home = tmp_path / "home"
+    configs = [TINY.replace(epochs=300, seed=seed) for seed in range(3)]  # minutes each
+    driver = subprocess.Popen(
+        [sys.executable, "-c", GONE_DRIVER, str(home), address,
+         json.dumps([c.to_json() for c in configs])],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), **NO_TOKEN),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        store = RunStore(home)
+        deadline = time.monotonic() + 60
+        had: dict[str, int] = {}
+        while not any(had.values()):  # at least one run is mid-way: it has an epoch row
+            if driver.poll() is not None:
+                pytest.fail(f"the sweep ended before the cluster went: {driver.stderr.read()}")
+            assert time.monotonic() < deadline, "no run wrote an epoch row within 60 s"
+            time.sleep(0.1)
+            had = {r.id: len(store.epochs(r.id)) for r in store.list_runs()} \
+                if store.db_path.exists() else {}
+        os.killpg(cluster.pid, signal.SIGKILL)  # every node at once, as a machine that is lost
+        try:  # a sweep that hangs fails here instead of holding up the suite
+            out, err = driver.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            pytest.fail("run_sweep did not return within 40 s of the cluster going away")
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert driver.returncode == 0, err[-3000:]
+    got = json.loads(out)
+    aborted, in_store = got["aborted"], got["store"]
+    assert aborted and "\n" not in aborted and aborted.startswith("the Ray cluster went away (")
+    assert aborted.endswith(f"{len(in_store)} running run(s) recorded as failed with their "
+                            f"history, {len(configs) - len(in_store)} not started"), json.dumps(got)
+    assert got["errors"] == [] and not got["stopped"]
+    assert not got["connected"]  # it left the gone cluster (else Ray ends the process later)
+    # every started run is in the store once, ended once, and in the outcome
+    assert 1 <= len(in_store) <= 2 and set(had) <= set(in_store)
+    assert sorted(got["created"]) == sorted(in_store) == sorted(got["runs"])
+    assert sorted(got["ended"]) == sorted(set(got["ended"])) and len(got["ended"]) == len(in_store)
+    assert len({store.get_run(run_id).config.seed for run_id in in_store}) == len(in_store)
+    for run_id, (status, error) in in_store.items():
+        assert status == "failed", (run_id, status, error)
+        assert error.startswith("the Ray cluster went away during the run: "), error
+        run, epochs = store.get_run(run_id), [row["epoch"] for row in store.epochs(run_id)]
+        # what had reached the store is kept, with no row twice and none missing
+        assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) >= had.get(run_id, 0)
+        assert len(epochs) < 300 and run.summary["epochs_done"] == len(epochs)
