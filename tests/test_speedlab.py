@@ -249,3 +249,13 @@ def test_bench_times_models_with_batchnorm_folded_and_unchanged_outputs():
         folded = fold_batchnorm(model)
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
         assert torch.allclose(folded(x), expected, atol=1e-4)
+
+
+def test_bench_masked_step_uses_the_trainers_mask_code_without_a_pruner():
+    """The figure drives ScheduledHooks with no pruner (only its mask re-application): it must
+    run and report both timings."""
+    from pruning.bench import masked_step_ratio
+
+    figure = masked_step_ratio(torch.device("cpu"), repeats=3, max_seconds=5.0)
+    assert figure["ratio"] > 0 and figure["repeats"] >= 1
+    assert figure["dense_ms"] > 0 and figure["masked_ms"] > 0 and figure["sparsity"] == 0.9

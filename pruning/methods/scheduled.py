@@ -80,8 +80,9 @@ class ScheduledHooks(TrainHooks):
             return
         weight = self.params[next(iter(self.current))]
         # the per-step pruner keeps its mask on the device already: use it without a copy
-        self.device_masks = (self.pruner.device_masks(self.current, weight.dtype)
-                             or self.current.to(weight.device, weight.dtype))
+        own = (None if self.pruner is None
+               else self.pruner.device_masks(self.current, weight.dtype))
+        self.device_masks = own or self.current.to(weight.device, weight.dtype)
         names = list(self.device_masks)
         self._masked = ([self.params[n] for n in names], [self.device_masks[n] for n in names])
 
