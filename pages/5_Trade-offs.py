@@ -158,13 +158,21 @@ def sweep() -> None:
                 "once as the machine has cores (a sweep on Ray; one after another where Ray is "
                 "not available). The page stays usable while it trains; Stop ends the runs "
                 "after their current step (finished runs are kept).")
+    sweep_controls()
+    live.show_job(SLOT, show_curves=True)
+
+
+@st.fragment
+def sweep_controls() -> None:
+    """The sweep's grid and its Start button. A fragment: choosing in the grid reruns only
+    this part, not the charts above (grouping 1,000 runs for them takes most of a rerun);
+    Start reruns the whole page to show the sweep's live panel."""
     configs = sweep_form()
     running = live.slot_running(SLOT)
     if configs:
         st.caption(f"{len(configs)} run(s) of {configs[0].epochs} epoch(s) each.")
     if st.button("Start sweep", type="primary", key="to-sweep", disabled=not configs or running):
         live.start_job(SLOT, configs, measure_latency=st.session_state.get("to-sw-measure", True))
-    live.show_job(SLOT, show_curves=True)
 
 
 def main() -> None:
