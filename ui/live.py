@@ -8,8 +8,9 @@ session that would fill it, here, with live progress.
 The engine (``ui.jobs``) imports no Streamlit; this module ties it to the Streamlit server: the
 visitor who starts a job is the browser session (``owner``), and the session's connection to
 the server says whether that visitor is still there (``owner_present``). The live panel is an
-``st.fragment(run_every=...)`` that re-reads the job's progress and the store's epoch rows about
-once a second and, when the job ends, triggers one full rerun so the page draws the result.
+``st.fragment(run_every=REFRESH_S)`` that re-reads the job's progress (per-step curves kept by the
+job) 2.5 times a second and, when the job ends, draws the outcome and the run's curves, then
+triggers one full rerun so the page draws what the run changed.
 
 Jobs live in one process-wide ``JobManager`` (``manager()``, an ``st.cache_resource``): sessions
 only keep job ids (``ui.state``), so two browser tabs each have their own independent job and
